@@ -1,0 +1,148 @@
+// File: idem/core/checker.h
+//
+// IdempotencyChecker is the manual pattern: you claim, run, and complete or
+// fail yourself. The guard (processor.h) and the wrapper (handler.h) are built
+// on it. The method names are those of the original design.
+//
+//   auto checker = idem::get_idempotency_checker();   // IDEM_STORE_URL or SQLite
+//   auto claim = checker->mark_processing(envelope);
+//   if (claim && claim->outcome.acquired()) {
+//     std::string result = charge(envelope);
+//     checker->mark_completed(claim->key, claim->outcome.token, result).value();
+//   }
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "idem/core/envelope.h"
+#include "idem/core/error.h"
+#include "idem/core/key.h"
+#include "idem/core/observer.h"
+#include "idem/core/record.h"
+#include "idem/core/store.h"
+
+namespace idem {
+
+// What to do when the store cannot be reached.
+enum class OutagePolicy : std::uint8_t {
+  // Do not run the handler; report StoreUnavailableError so the message is
+  // redelivered later. The safe default.
+  kFailClosed,
+  // Run the handler without protection, count it (Observer::on_fail_open)
+  // and log it. Only for handlers whose duplicates are harmless.
+  kFailOpen,
+};
+
+struct CheckerOptions {
+  // How long a finished record is kept (and replayed) after completion.
+  std::chrono::milliseconds ttl = std::chrono::hours(24);
+  // How long a claim is exclusive. A worker that dies is taken over after
+  // this; a live one renews it (heartbeat) before it runs out.
+  std::chrono::milliseconds lease = std::chrono::seconds(30);
+  KeyOptions key;
+  // Compare payload fingerprints: a key reused with another payload is a
+  // kMismatch instead of a silent replay of the wrong result.
+  bool validate_payload = true;
+  // Largest result stored, in bytes. Larger results fail with
+  // ResultTooLargeError and the record is marked FAILED (retryable).
+  std::size_t max_result_bytes = 1 << 20;
+  OutagePolicy outage_policy = OutagePolicy::kFailClosed;
+  // Metrics, tracing and logs; may be null.
+  std::shared_ptr<Observer> observer;
+
+  // Returns kInvalidArgument when an option is out of range.
+  Status validate() const;
+};
+
+// Claim is a ClaimOutcome together with the store key it is about.
+struct Claim {
+  std::string key;
+  ClaimOutcome outcome;
+};
+
+class IdempotencyChecker {
+ public:
+  explicit IdempotencyChecker(std::shared_ptr<Store> store, CheckerOptions options = {});
+
+  // Opens the store at `url` (see open_store) and validates options.
+  static Result<std::shared_ptr<IdempotencyChecker>> from_url(std::string_view url, CheckerOptions options = {});
+
+  const CheckerOptions& options() const noexcept { return options_; }
+  Store& store() const noexcept { return *store_; }
+  const std::shared_ptr<Store>& store_ptr() const noexcept { return store_; }
+
+  // --- Keys ----------------------------------------------------------------
+  // The full store key of an envelope, or of a raw idempotency key, under
+  // options().key (or `key_options` when given).
+  Result<std::string> key_for(const Envelope& envelope) const;
+  Result<std::string> key_for(const Envelope& envelope, const KeyOptions& key_options) const;
+  Result<std::string> key_for(std::string_view idempotency_key) const;
+
+  // --- Claims ----------------------------------------------------------------
+  Result<Claim> claim(const Envelope& envelope) const;
+  Result<Claim> claim(const Envelope& envelope, const KeyOptions& key_options) const;
+  // One round trip for all envelopes; results in input order. A malformed
+  // envelope fails the whole batch before anything is sent.
+  Result<std::vector<Claim>> claim_many(std::span<const Envelope> envelopes) const;
+
+  // These take the full store key (Claim::key).
+  Status complete(std::string_view key, Token token, std::string_view result) const;
+  Status fail(std::string_view key, Token token, std::string_view error, bool retryable) const;
+  Status extend(std::string_view key, Token token) const;  // by options().lease
+  Status checkpoint(std::string_view key, Token token, const Checkpoint& checkpoint) const;
+  Result<std::optional<IdempotencyRecord>> get(std::string_view key) const;
+
+  // Waits up to `timeout` for a PROCESSING record to become COMPLETED or
+  // FAILED, polling with backoff. Returns the record as last seen (still
+  // PROCESSING on timeout; nullopt if it disappeared).
+  Result<std::optional<IdempotencyRecord>> wait_for_completion(std::string_view key,
+                                                               std::chrono::milliseconds timeout) const;
+
+  // --- The original design's names (raw idempotency keys) -------------------
+  Result<std::optional<IdempotencyRecord>> get_processing_record(std::string_view idempotency_key) const;
+  Result<Claim> mark_processing(const Envelope& envelope) const { return claim(envelope); }
+  Status mark_completed(std::string_view key, Token token, std::string_view result) const {
+    return complete(key, token, result);
+  }
+  Status mark_failed(std::string_view key, Token token, std::string_view error, bool retryable = true) const {
+    return fail(key, token, error, retryable);
+  }
+  // True when a record exists that a new delivery must not run over
+  // (COMPLETED, terminal FAILED, or PROCESSING with a live lease).
+  Result<bool> is_duplicate(std::string_view idempotency_key) const;
+  Result<bool> delete_record(std::string_view idempotency_key) const;
+
+  // health() pings the store and reports its round-trip time.
+  struct Health {
+    bool reachable = false;
+    std::chrono::microseconds round_trip{0};
+    std::string store_kind;
+    std::string detail;  // the error when unreachable
+  };
+  Health health() const;
+
+ private:
+  ClaimRequest make_request(const Envelope& envelope, std::string_view key) const;
+  void observe_call(StoreOp op, std::chrono::steady_clock::time_point start, const Error* error) const;
+
+  std::shared_ptr<Store> store_;
+  CheckerOptions options_;
+};
+
+// get_idempotency_checker() returns the process-wide default checker, opened
+// once from IDEM_STORE_URL (or default_store_url() when unset) with default
+// options. Throws StoreUnavailableError when the store cannot be opened.
+std::shared_ptr<IdempotencyChecker> get_idempotency_checker();
+
+// Replaces the process-wide default (for tests and for services that build
+// their checker from their own configuration).
+void set_idempotency_checker(std::shared_ptr<IdempotencyChecker> checker);
+
+}  // namespace idem

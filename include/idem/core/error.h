@@ -1,0 +1,182 @@
+// File: idem/core/error.h
+//
+// The one error model of Idem. Store operations return `Result<T>` (or
+// `Status` when there is no value); the usage patterns (wrapper, guard) turn
+// the same errors into typed exceptions. Idempotency outcomes such as "this is
+// a duplicate" are values (see claim.h), never errors.
+//
+//   idem::Result<std::optional<idem::IdempotencyRecord>> r = store.get(key);
+//   if (!r) { log(r.error().message()); return; }
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace idem {
+
+// ErrorCode is deliberately small: callers branch on it, so every code must
+// imply a different reaction.
+enum class ErrorCode : std::uint8_t {
+  kOk = 0,
+  kInvalidArgument,    // bad input from the caller: fix the input, never retry
+  kUnavailable,        // the store cannot be reached: retry later, redeliver
+  kTimeout,            // the store did not answer in time: retry later
+  kLeaseLost,          // a newer worker owns the key: stop, do not retry
+  kMismatch,           // key reused with another payload: a caller bug
+  kResultTooLarge,     // the handler's result exceeds the configured limit
+  kResourceExhausted,  // a bounded store is full of live records
+  kNotFound,           // the record does not exist
+  kCorrupt,            // stored data cannot be decoded
+  kInternal,           // a bug or an unexpected store reply
+};
+
+// Returns the stable lower-case name of `code`, e.g. "unavailable".
+std::string_view to_string(ErrorCode code) noexcept;
+
+// Error is a code plus a human-readable message that says what happened and,
+// where it helps, what to do.
+class Error {
+ public:
+  Error() = default;
+  Error(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  ErrorCode code() const noexcept { return code_; }
+  const std::string& message() const noexcept { return message_; }
+
+  // retryable() is true when the same call may succeed later without any
+  // change by the caller (the store was down or slow).
+  bool retryable() const noexcept {
+    return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout;
+  }
+
+  // "unavailable: sqlite: database is locked" — for logs and exceptions.
+  std::string to_string() const;
+
+ private:
+  ErrorCode code_ = ErrorCode::kInternal;
+  std::string message_;
+};
+
+// Result<T> holds either a value or an Error. Check it before use; value() on
+// an error throws the matching idem exception (see exceptions below).
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  // NOLINTBEGIN(google-explicit-constructor): implicit like std::expected.
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
+  Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}
+  // NOLINTEND(google-explicit-constructor)
+
+  bool ok() const noexcept { return state_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+
+  T& value() &;
+  const T& value() const&;
+  T&& value() &&;
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+
+  const Error& error() const& { return std::get<1>(state_); }
+  Error&& error() && { return std::get<1>(std::move(state_)); }
+
+ private:
+  std::variant<T, Error> state_;
+};
+
+// Status is Result<void>: success, or an Error.
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT(google-explicit-constructor)
+
+  bool ok() const noexcept { return ok_; }
+  explicit operator bool() const noexcept { return ok_; }
+  const Error& error() const& { return error_; }
+  Error&& error() && { return std::move(error_); }
+  // Throws the matching idem exception when not ok.
+  void value() const;
+
+ private:
+  Error error_;
+  bool ok_ = true;
+};
+
+inline Status ok_status() { return {}; }
+
+// ---------------------------------------------------------------------------
+// Exceptions, for the patterns layer (wrapper and guard) where a handler's
+// control flow is exception-based anyway. Each maps to one ErrorCode.
+
+// IdemError is the base of every exception Idem throws.
+class IdemError : public std::runtime_error {
+ public:
+  explicit IdemError(Error error);
+  ErrorCode code() const noexcept { return error_.code(); }
+  const Error& error() const noexcept { return error_; }
+
+ private:
+  Error error_;
+};
+
+// StoreUnavailableError: the store is down or too slow; the handler did not
+// run (fail-closed). Let the message be redelivered.
+class StoreUnavailableError : public IdemError {
+ public:
+  using IdemError::IdemError;
+};
+
+// LeaseLostError: another worker took the key over while this one ran; its
+// result was not stored.
+class LeaseLostError : public IdemError {
+ public:
+  using IdemError::IdemError;
+};
+
+// KeyMismatchError: the idempotency key was already used with a different
+// payload.
+class KeyMismatchError : public IdemError {
+ public:
+  using IdemError::IdemError;
+};
+
+// InvalidEnvelopeError: the envelope or key is malformed; the message names
+// the field.
+class InvalidEnvelopeError : public IdemError {
+ public:
+  using IdemError::IdemError;
+};
+
+// ResultTooLargeError: the handler's result is above the configured limit and
+// was not stored.
+class ResultTooLargeError : public IdemError {
+ public:
+  using IdemError::IdemError;
+};
+
+// Throws the exception type that matches `error.code()`.
+[[noreturn]] void throw_error(Error error);
+
+template <typename T>
+T& Result<T>::value() & {
+  if (!ok()) throw_error(std::get<1>(state_));
+  return std::get<0>(state_);
+}
+template <typename T>
+const T& Result<T>::value() const& {
+  if (!ok()) throw_error(std::get<1>(state_));
+  return std::get<0>(state_);
+}
+template <typename T>
+T&& Result<T>::value() && {
+  if (!ok()) throw_error(std::get<1>(state_));
+  return std::get<0>(std::move(state_));
+}
+
+}  // namespace idem

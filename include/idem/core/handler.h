@@ -1,0 +1,104 @@
+// File: idem/core/handler.h
+//
+// The wrapper pattern: idempotent_event_handler(handler, options) returns a
+// handler that runs the original at most once per key and replays its result
+// to duplicates. A handler that throws marks the record FAILED and the
+// exception propagates, so the next delivery can run it again (or, for a
+// TerminalError, every duplicate gets the stored error).
+//
+//   auto handle = idem::idempotent_event_handler(
+//       [](const idem::Envelope& e) { return charge(e); },   // returns std::string
+//       {.processor = {.scope = "billing"}});
+//   std::optional<std::string> result = handle(envelope);    // cached on replays
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "idem/core/checker.h"
+#include "idem/core/processor.h"
+
+namespace idem {
+
+struct HandlerOptions {
+  ProcessorOptions processor;
+  // true: a duplicate returns quietly. false: throw DuplicateEventError.
+  bool skip_on_duplicate = true;
+  // true: a completed duplicate returns the cached result. false: nullopt.
+  bool return_cached_result = true;
+  // The checker to use; null means get_idempotency_checker().
+  std::shared_ptr<IdempotencyChecker> checker;
+};
+
+// What a guarded execution did.
+enum class Disposition : std::uint8_t {
+  kExecuted,    // the handler ran now and its result was stored
+  kReplayed,    // a duplicate of a completed event: the cached result
+  kInProgress,  // a duplicate while the original still runs (after any wait)
+  kUnprotected, // store down, fail-open: the handler ran without a claim
+};
+
+struct ProcessResult {
+  Disposition disposition = Disposition::kExecuted;
+  std::optional<std::string> result;
+  std::string key;  // the store key the event was processed under
+};
+
+using StringHandler = std::function<std::string(const Envelope&, ProcessingContext&)>;
+
+// process_with_idempotency() runs `handler` once per key through `processor`.
+// Terminal failures replay as TerminalError; mismatches, invalid envelopes and
+// store outages throw their typed errors.
+ProcessResult process_with_idempotency(IdempotentEventProcessor& processor, const Envelope& envelope,
+                                       const StringHandler& handler);
+
+// The same with a one-off processor over `options.checker`.
+ProcessResult process_with_idempotency(const Envelope& envelope, const StringHandler& handler,
+                                       const HandlerOptions& options = {});
+
+namespace detail {
+// Adapts the handler shapes users write to StringHandler: (env) or
+// (env, ctx), returning std::string or void.
+template <typename F>
+StringHandler adapt_handler(F handler) {
+  return [handler = std::move(handler)](const Envelope& envelope, ProcessingContext& ctx) -> std::string {
+    if constexpr (std::is_invocable_v<F&, const Envelope&, ProcessingContext&>) {
+      using R = std::invoke_result_t<F&, const Envelope&, ProcessingContext&>;
+      if constexpr (std::is_void_v<R>) {
+        handler(envelope, ctx);
+        return "null";
+      } else {
+        return std::string(handler(envelope, ctx));
+      }
+    } else {
+      static_assert(std::is_invocable_v<F&, const Envelope&>,
+                    "handler must be callable as f(const Envelope&) or f(const Envelope&, ProcessingContext&)");
+      using R = std::invoke_result_t<F&, const Envelope&>;
+      if constexpr (std::is_void_v<R>) {
+        handler(envelope);
+        return "null";
+      } else {
+        return std::string(handler(envelope));
+      }
+    }
+  };
+}
+
+std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handler(StringHandler handler,
+                                                                                   HandlerOptions options);
+}  // namespace detail
+
+// idempotent_event_handler() wraps `handler` (see the file comment). The
+// returned function is thread-safe when the handler is, and cheap to copy.
+template <typename F>
+std::function<std::optional<std::string>(const Envelope&)> idempotent_event_handler(F handler,
+                                                                                   HandlerOptions options = {}) {
+  return detail::make_idempotent_handler(detail::adapt_handler(std::move(handler)), std::move(options));
+}
+
+}  // namespace idem

@@ -1,0 +1,194 @@
+// File: idem/core/processor.h
+//
+// IdempotentEventProcessor is the guard pattern: process() claims the key and
+// returns a ProcessingContext. Run your side effect only when
+// ctx.should_process(); call ctx.mark_completed(result) when done. Leaving the
+// scope without completing (early return, exception) marks the record FAILED
+// (retryable), so the next delivery runs again.
+//
+//   idem::IdempotentEventProcessor processor(checker, {.scope = "billing"});
+//   auto ctx = processor.process(envelope);
+//   if (ctx.is_duplicate()) return ctx.cached_result();
+//   ctx.checkpoint("charged", charge_id);   // a takeover resumes from here
+//   ctx.mark_completed(R"({"charge":"ch_1"})");
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "idem/core/checker.h"
+#include "idem/core/envelope.h"
+#include "idem/core/error.h"
+#include "idem/core/record.h"
+
+namespace idem {
+
+namespace detail {
+class LeaseKeeper;
+struct ContextState;
+struct AsyncState;
+}  // namespace detail
+
+// TerminalError: throw it (or a subclass) from a handler to say "retrying
+// will not help". The error is stored and replayed to every duplicate.
+class TerminalError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// DuplicateEventError is thrown by the wrapper when skip_on_duplicate is false
+// and the key was already seen.
+class DuplicateEventError : public IdemError {
+ public:
+  DuplicateEventError(std::string key, ClaimStatus status, std::optional<std::string> cached_result);
+  const std::string& key() const noexcept { return key_; }
+  ClaimStatus status() const noexcept { return status_; }
+  // True when the original is still running (its result is not known yet).
+  bool in_progress() const noexcept { return status_ == ClaimStatus::kInProgress; }
+  const std::optional<std::string>& cached_result() const noexcept { return cached_result_; }
+
+ private:
+  std::string key_;
+  ClaimStatus status_;
+  std::optional<std::string> cached_result_;
+};
+
+// FailureKind decides whether a handler error lets the next delivery retry.
+enum class FailureKind : std::uint8_t { kRetryable, kTerminal };
+
+// Classifies a handler's exception. The default: TerminalError → kTerminal,
+// everything else → kRetryable.
+using FailureClassifier = std::function<FailureKind(const std::exception_ptr&)>;
+FailureKind default_failure_classifier(const std::exception_ptr& error);
+
+struct ProcessorOptions {
+  // Replaces the checker's key scope when set (one scope per handler).
+  std::optional<std::string> scope;
+  // Replaces the checker's key extractor when set.
+  KeyExtractor key_extractor;
+  // A duplicate that finds the key in progress waits up to this long for the
+  // original to finish and returns its result. 0: do not wait.
+  std::chrono::milliseconds wait_for_in_progress{0};
+  // Renew the lease in the background while the handler runs.
+  bool heartbeat = true;
+  // How often to renew. 0 means a third of the checker's lease.
+  std::chrono::milliseconds heartbeat_interval{0};
+  FailureClassifier classify_failure;  // empty: default_failure_classifier
+};
+
+// ProcessingContext is the outcome of one process() call. Move-only; its
+// destructor fails an acquired, unfinished claim (retryable).
+class ProcessingContext {
+ public:
+  ProcessingContext(ProcessingContext&&) noexcept;
+  ProcessingContext& operator=(ProcessingContext&&) noexcept;
+  ProcessingContext(const ProcessingContext&) = delete;
+  ProcessingContext& operator=(const ProcessingContext&) = delete;
+  ~ProcessingContext();
+
+  // should_process() is true when this worker owns the key and must run the
+  // handler (also under fail-open, see is_unprotected()).
+  bool should_process() const noexcept;
+  // is_duplicate() is !should_process(): the key was seen before.
+  bool is_duplicate() const noexcept { return !should_process(); }
+  ClaimStatus status() const noexcept;
+  AcquireKind acquire_kind() const noexcept;
+  bool in_progress() const noexcept { return status() == ClaimStatus::kInProgress; }
+  bool is_takeover() const noexcept;
+  // True when the store was down and the fail-open policy let this run
+  // without a claim: completion is not recorded.
+  bool is_unprotected() const noexcept;
+
+  // The cached result of a completed original, or the stored error of a
+  // terminal failure.
+  const std::optional<std::string>& cached_result() const noexcept;
+  const std::optional<std::string>& cached_error() const noexcept;
+  // The record found when not acquired.
+  const std::optional<IdempotencyRecord>& record() const noexcept;
+
+  const std::string& key() const noexcept;
+  // The fencing token: pass it to downstream systems that reject stale
+  // writers. 0 when not acquired.
+  Token token() const noexcept;
+  std::uint32_t attempt() const noexcept;
+  // The last checkpoint of an earlier attempt (takeover or retry).
+  const std::optional<Checkpoint>& last_checkpoint() const noexcept;
+
+  // Stores the result: the record becomes COMPLETED. Throws LeaseLostError
+  // when another worker took over, ResultTooLargeError (the record is then
+  // marked FAILED, retryable) or StoreUnavailableError.
+  void mark_completed(std::string_view result);
+  // Marks the record FAILED. Throws like mark_completed().
+  void mark_failed(std::string_view error, FailureKind kind = FailureKind::kRetryable);
+  // Records a recovery point under this worker's token.
+  void checkpoint(std::string_view name, std::string_view data);
+  // Renews the lease now (the heartbeat does this in the background).
+  void extend();
+
+  // True once mark_completed() or mark_failed() succeeded.
+  bool finished() const noexcept;
+
+ private:
+  friend class IdempotentEventProcessor;
+  explicit ProcessingContext(std::unique_ptr<detail::ContextState> state);
+  void release() noexcept;
+  std::unique_ptr<detail::ContextState> state_;
+};
+
+class IdempotentEventProcessor {
+ public:
+  explicit IdempotentEventProcessor(std::shared_ptr<IdempotencyChecker> checker, ProcessorOptions options = {});
+  ~IdempotentEventProcessor();
+  IdempotentEventProcessor(const IdempotentEventProcessor&) = delete;
+  IdempotentEventProcessor& operator=(const IdempotentEventProcessor&) = delete;
+
+  // process() claims the envelope's key. Throws InvalidEnvelopeError for a
+  // bad key, KeyMismatchError for a reused key, StoreUnavailableError when
+  // the store is down under the fail-closed policy.
+  ProcessingContext process(const Envelope& envelope);
+
+  // A handler that finishes later calls these from any thread. Calling
+  // neither before the last copy is destroyed fails the claim (retryable).
+  class Completion {
+   public:
+    void succeed(std::string_view result) const;
+    void fail(const std::exception_ptr& error) const;
+
+   private:
+    friend class IdempotentEventProcessor;
+    std::shared_ptr<detail::AsyncState> state_;
+  };
+
+  // The outcome reported to an async caller.
+  struct AsyncOutcome {
+    ClaimStatus status = ClaimStatus::kAcquired;  // kAcquired: the handler ran now
+    std::optional<std::string> result;            // fresh or cached
+    std::optional<std::string> error;             // handler or stored error
+    std::exception_ptr exception;                 // set when the handler threw or store failed
+  };
+  using AsyncHandler = std::function<void(const Envelope&, ProcessingContext&, Completion)>;
+  using AsyncCallback = std::function<void(AsyncOutcome)>;
+
+  // process_async() claims, then calls `handler` on this thread with a
+  // Completion; `on_done` runs on whichever thread completes (or here when the
+  // handler was not run: duplicates, errors).
+  void process_async(const Envelope& envelope, AsyncHandler handler, AsyncCallback on_done);
+
+  const ProcessorOptions& options() const noexcept { return options_; }
+  const std::shared_ptr<IdempotencyChecker>& checker() const noexcept { return checker_; }
+  FailureKind classify(const std::exception_ptr& error) const;
+
+ private:
+  std::shared_ptr<IdempotencyChecker> checker_;
+  ProcessorOptions options_;
+  KeyOptions key_options_;
+  std::shared_ptr<detail::LeaseKeeper> lease_keeper_;
+};
+
+}  // namespace idem

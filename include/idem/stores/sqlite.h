@@ -1,0 +1,43 @@
+// File: idem/stores/sqlite.h
+//
+// SqliteStore keeps records in one SQLite file (WAL mode): durable across
+// restarts and safe for several processes on one host. It is the default store
+// when IDEM_STORE_URL is unset (see default_store_url()).
+//
+//   auto store = idem::SqliteStore::create({.path = "/var/lib/myapp/idem.db"});
+//   auto same  = idem::open_store("sqlite:///var/lib/myapp/idem.db");
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "idem/core/clock.h"
+#include "idem/core/store.h"
+
+namespace idem {
+
+struct SqliteStoreOptions {
+  std::string path;  // the database file; parent directories are created
+  // How long a statement waits for another process's write lock before the
+  // call fails with kTimeout.
+  std::chrono::milliseconds busy_timeout{5'000};
+  // false: synchronous=NORMAL (survives process crashes, not power loss;
+  // the SQLite default for WAL). true: synchronous=FULL.
+  bool durable_fsync = false;
+  // Connections kept for concurrent callers in this process.
+  std::size_t max_connections = 8;
+  std::shared_ptr<Clock> clock = system_clock();
+};
+
+class SqliteStore {
+ public:
+  static Result<std::shared_ptr<Store>> create(SqliteStoreOptions options);
+  // Accepts "sqlite:///absolute/path.db" and "sqlite://relative/path.db",
+  // with optional query "?busy_timeout_ms=N&fsync=full".
+  static Result<std::shared_ptr<Store>> open(std::string_view url);
+};
+
+}  // namespace idem
