@@ -46,7 +46,7 @@ struct CheckerOptions {
   // How long a claim is exclusive. A worker that dies is taken over after
   // this; a live one renews it (heartbeat) before it runs out.
   std::chrono::milliseconds lease = std::chrono::seconds(30);
-  KeyOptions key;
+  KeyOptions key{};
   // Compare payload fingerprints: a key reused with another payload is a
   // kMismatch instead of a silent replay of the wrong result.
   bool validate_payload = true;
@@ -55,7 +55,7 @@ struct CheckerOptions {
   std::size_t max_result_bytes = 1 << 20;
   OutagePolicy outage_policy = OutagePolicy::kFailClosed;
   // Metrics, tracing and logs; may be null.
-  std::shared_ptr<Observer> observer;
+  std::shared_ptr<Observer> observer{};
 
   // Returns kInvalidArgument when an option is out of range.
   Status validate() const;
@@ -63,8 +63,8 @@ struct CheckerOptions {
 
 // Claim is a ClaimOutcome together with the store key it is about.
 struct Claim {
-  std::string key;
-  ClaimOutcome outcome;
+  std::string key{};
+  ClaimOutcome outcome{};
 };
 
 class IdempotencyChecker {
@@ -123,8 +123,8 @@ class IdempotencyChecker {
   struct Health {
     bool reachable = false;
     std::chrono::microseconds round_trip{0};
-    std::string store_kind;
-    std::string detail;  // the error when unreachable
+    std::string store_kind{};
+    std::string detail{};  // the error when unreachable
   };
   Health health() const;
 
@@ -132,8 +132,8 @@ class IdempotencyChecker {
   ClaimRequest make_request(const Envelope& envelope, std::string_view key) const;
   void observe_call(StoreOp op, std::chrono::steady_clock::time_point start, const Error* error) const;
 
-  std::shared_ptr<Store> store_;
-  CheckerOptions options_;
+  std::shared_ptr<Store> store_{};
+  CheckerOptions options_{};
 };
 
 // get_idempotency_checker() returns the process-wide default checker, opened

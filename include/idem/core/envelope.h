@@ -19,16 +19,16 @@
 namespace idem {
 
 struct Envelope {
-  std::string event_id;    // required, non-empty
-  std::string event_type;  // optional
-  std::string source;      // optional
-  std::string occurred_at;  // RFC 3339 when present, e.g. "2026-11-28T07:49:58Z"
+  std::string event_id{};    // required, non-empty
+  std::string event_type{};  // optional
+  std::string source{};      // optional
+  std::string occurred_at{};  // RFC 3339 when present, e.g. "2026-11-28T07:49:58Z"
   // The payload as canonical JSON text (object keys sorted, no whitespace),
   // "{}" when absent. Canonical so that the fingerprint does not depend on
   // how the sender ordered or spaced its fields.
   std::string payload = "{}";
-  std::map<std::string, std::string> metadata;
-  std::optional<std::string> idempotency_key;
+  std::map<std::string, std::string> metadata{};
+  std::optional<std::string> idempotency_key{};
 
   // Envelope::parse() reads a JSON object. Unknown fields are ignored (for
   // forward compatibility); a missing or empty event_id, a wrong type or an

@@ -26,13 +26,13 @@
 namespace idem {
 
 struct HandlerOptions {
-  ProcessorOptions processor;
+  ProcessorOptions processor{};
   // true: a duplicate returns quietly. false: throw DuplicateEventError.
   bool skip_on_duplicate = true;
   // true: a completed duplicate returns the cached result. false: nullopt.
   bool return_cached_result = true;
   // The checker to use; null means get_idempotency_checker().
-  std::shared_ptr<IdempotencyChecker> checker;
+  std::shared_ptr<IdempotencyChecker> checker{};
 };
 
 // What a guarded execution did.
@@ -45,8 +45,8 @@ enum class Disposition : std::uint8_t {
 
 struct ProcessResult {
   Disposition disposition = Disposition::kExecuted;
-  std::optional<std::string> result;
-  std::string key;  // the store key the event was processed under
+  std::optional<std::string> result{};
+  std::string key{};  // the store key the event was processed under
 };
 
 using StringHandler = std::function<std::string(const Envelope&, ProcessingContext&)>;

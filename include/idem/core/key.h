@@ -29,14 +29,14 @@ struct KeyOptions {
   std::string prefix = std::string(kDefaultKeyPrefix);
   // Scope separates handlers: two handlers with different scopes each process
   // the same event once. Empty means no scope.
-  std::string scope;
+  std::string scope{};
   // Longest accepted idempotency key (before prefix and scope), in bytes.
   // Longer keys are rejected unless hash_keys is set. 0 means no limit.
   std::size_t max_key_length = 512;
   // Store SHA-256(key) in hex instead of the key itself.
   bool hash_keys = false;
   // Replaces Envelope::effective_key() when set.
-  KeyExtractor extractor;
+  KeyExtractor extractor{};
 };
 
 // build_key() returns the full store key for a raw idempotency key, or an

@@ -45,13 +45,13 @@ struct MetricsOptions {
   // histogram (which the Observer interface reports without a store). Empty:
   // the kind of the first store call observed ("memory", "sqlite", ...).
   // Use one registry per store, or set this, when a process has several.
-  std::string store;
+  std::string store{};
   // Prepended to every metric name. Must match [a-zA-Z_:][a-zA-Z0-9_:]*.
   std::string prefix = "idem_";
   // Upper bounds (seconds) of the latency histogram buckets, ascending; +Inf
   // is implied. Empty: the defaults below.
-  std::vector<double> store_buckets;    // default 100us .. 10s
-  std::vector<double> handler_buckets;  // default 1ms .. 60s
+  std::vector<double> store_buckets{};    // default 100us .. 10s
+  std::vector<double> handler_buckets{};  // default 1ms .. 60s
 };
 
 // CircuitState is the value of the circuit_breaker_state gauge.

@@ -24,10 +24,10 @@ enum class StoreOp : std::uint8_t { kClaim, kClaimMany, kComplete, kFail, kExten
 std::string_view to_string(StoreOp op) noexcept;
 
 struct ClaimObservation {
-  std::string_view scope;
-  std::string_view key;
-  std::string_view event_id;
-  std::string_view event_type;
+  std::string_view scope{};
+  std::string_view key{};
+  std::string_view event_id{};
+  std::string_view event_type{};
   const ClaimOutcome* outcome = nullptr;  // null when the store failed
 };
 

@@ -69,9 +69,9 @@ FailureKind default_failure_classifier(const std::exception_ptr& error);
 
 struct ProcessorOptions {
   // Replaces the checker's key scope when set (one scope per handler).
-  std::optional<std::string> scope;
+  std::optional<std::string> scope{};
   // Replaces the checker's key extractor when set.
-  KeyExtractor key_extractor;
+  KeyExtractor key_extractor{};
   // A duplicate that finds the key in progress waits up to this long for the
   // original to finish and returns its result. 0: do not wait.
   std::chrono::milliseconds wait_for_in_progress{0};
@@ -79,7 +79,7 @@ struct ProcessorOptions {
   bool heartbeat = true;
   // How often to renew. 0 means a third of the checker's lease.
   std::chrono::milliseconds heartbeat_interval{0};
-  FailureClassifier classify_failure;  // empty: default_failure_classifier
+  FailureClassifier classify_failure{};  // empty: default_failure_classifier
 };
 
 // ProcessingContext is the outcome of one process() call. Move-only; its
@@ -168,9 +168,9 @@ class IdempotentEventProcessor {
   // The outcome reported to an async caller.
   struct AsyncOutcome {
     ClaimStatus status = ClaimStatus::kAcquired;  // kAcquired: the handler ran now
-    std::optional<std::string> result;            // fresh or cached
-    std::optional<std::string> error;             // handler or stored error
-    std::exception_ptr exception;                 // set when the handler threw or store failed
+    std::optional<std::string> result{};            // fresh or cached
+    std::optional<std::string> error{};             // handler or stored error
+    std::exception_ptr exception{};                 // set when the handler threw or store failed
   };
   using AsyncHandler = std::function<void(const Envelope&, ProcessingContext&, Completion)>;
   using AsyncCallback = std::function<void(AsyncOutcome)>;
@@ -185,10 +185,10 @@ class IdempotentEventProcessor {
   FailureKind classify(const std::exception_ptr& error) const;
 
  private:
-  std::shared_ptr<IdempotencyChecker> checker_;
-  ProcessorOptions options_;
-  KeyOptions key_options_;
-  std::shared_ptr<detail::LeaseKeeper> lease_keeper_;
+  std::shared_ptr<IdempotencyChecker> checker_{};
+  ProcessorOptions options_{};
+  KeyOptions key_options_{};
+  std::shared_ptr<detail::LeaseKeeper> lease_keeper_{};
 };
 
 }  // namespace idem

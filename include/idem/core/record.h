@@ -27,27 +27,27 @@ std::string_view to_string(ProcessingStatus status) noexcept;
 std::optional<ProcessingStatus> parse_status(std::string_view text) noexcept;
 
 struct Checkpoint {
-  std::string name;
-  std::string data;
+  std::string name{};
+  std::string data{};
   friend bool operator==(const Checkpoint&, const Checkpoint&) = default;
 };
 
 struct IdempotencyRecord {
-  std::string idempotency_key;  // the full store key
-  std::string event_id;
-  std::string event_type;
+  std::string idempotency_key{};  // the full store key
+  std::string event_id{};
+  std::string event_type{};
   ProcessingStatus status = ProcessingStatus::kProcessing;
-  std::optional<std::string> result;  // the handler's result (usually JSON)
-  std::optional<std::string> error;   // the failure message, when FAILED
+  std::optional<std::string> result{};  // the handler's result (usually JSON)
+  std::optional<std::string> error{};   // the failure message, when FAILED
   bool retryable = true;  // for FAILED: may the next delivery run again?
   Timestamp first_seen_at{};
-  std::optional<Timestamp> completed_at;
+  std::optional<Timestamp> completed_at{};
   std::uint32_t attempt = 0;  // how many times the key was claimed
   Token token = 0;            // the current owner's fencing token
   Timestamp lease_expires_at{};
-  std::string fingerprint;  // of the payload; empty when not checked
+  std::string fingerprint{};  // of the payload; empty when not checked
   Timestamp expires_at{};
-  std::optional<Checkpoint> checkpoint;  // last recovery point, if any
+  std::optional<Checkpoint> checkpoint{};  // last recovery point, if any
 
   bool lease_valid(Timestamp now) const noexcept { return lease_expires_at > now; }
   friend bool operator==(const IdempotencyRecord&, const IdempotencyRecord&) = default;
@@ -79,10 +79,10 @@ struct ClaimOutcome {
   Timestamp lease_expires_at{};                  // when acquired
   // When acquired by takeover or retry: the previous owner's last
   // checkpoint, so the new owner can resume instead of redoing.
-  std::optional<Checkpoint> checkpoint;
+  std::optional<Checkpoint> checkpoint{};
   // When not acquired: the record as it stands (the cached result, the
   // stored error, or the live owner's lease).
-  std::optional<IdempotencyRecord> record;
+  std::optional<IdempotencyRecord> record{};
 
   bool acquired() const noexcept { return status == ClaimStatus::kAcquired; }
 };

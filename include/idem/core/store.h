@@ -35,48 +35,48 @@
 namespace idem {
 
 struct ClaimRequest {
-  std::string_view key;  // the full store key (see build_key)
-  std::string_view event_id;
-  std::string_view event_type;
-  std::string_view fingerprint;  // empty: payload not checked
+  std::string_view key{};  // the full store key (see build_key)
+  std::string_view event_id{};
+  std::string_view event_type{};
+  std::string_view fingerprint{};  // empty: payload not checked
   std::chrono::milliseconds lease{30'000};
   std::chrono::milliseconds ttl{24 * 3600 * 1000};
 };
 
 struct CompleteRequest {
-  std::string_view key;
+  std::string_view key{};
   Token token = 0;
-  std::string_view result;
+  std::string_view result{};
   std::chrono::milliseconds ttl{24 * 3600 * 1000};
 };
 
 struct FailRequest {
-  std::string_view key;
+  std::string_view key{};
   Token token = 0;
-  std::string_view error;
+  std::string_view error{};
   bool retryable = true;
   std::chrono::milliseconds ttl{24 * 3600 * 1000};
 };
 
 struct ScanOptions {
-  std::string cursor;  // empty: start; pass ScanPage::next_cursor to continue
-  std::optional<ProcessingStatus> status;  // only records with this status
+  std::string cursor{};  // empty: start; pass ScanPage::next_cursor to continue
+  std::optional<ProcessingStatus> status{};  // only records with this status
   // Only records first seen at least this long ago. 0 means any age.
   std::chrono::milliseconds older_than{0};
   std::size_t limit = 100;  // page size hint; a page may hold fewer
-  std::string prefix;       // only keys starting with this; empty: all
+  std::string prefix{};       // only keys starting with this; empty: all
 };
 
 struct ScanPage {
-  std::vector<IdempotencyRecord> records;
-  std::string next_cursor;  // empty when the scan is complete
+  std::vector<IdempotencyRecord> records{};
+  std::string next_cursor{};  // empty when the scan is complete
 };
 
 struct StoreStats {
   std::uint64_t processing = 0;
   std::uint64_t completed = 0;
   std::uint64_t failed = 0;
-  std::optional<IdempotencyRecord> oldest_processing;
+  std::optional<IdempotencyRecord> oldest_processing{};
   std::optional<std::uint64_t> bytes;  // store size or memory, when known
 };
 

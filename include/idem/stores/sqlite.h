@@ -20,7 +20,7 @@
 namespace idem {
 
 struct SqliteStoreOptions {
-  std::string path;  // the database file; parent directories are created
+  std::string path{};  // the database file; parent directories are created
   // How long a statement waits for another process's write lock before the
   // call fails with kTimeout.
   std::chrono::milliseconds busy_timeout{5'000};
