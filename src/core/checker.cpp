@@ -26,13 +26,6 @@ IdempotencyChecker::IdempotencyChecker(std::shared_ptr<Store> store, CheckerOpti
   options_.validate().value();
 }
 
-Result<std::shared_ptr<IdempotencyChecker>> IdempotencyChecker::from_url(std::string_view url, CheckerOptions options) {
-  if (auto valid = options.validate(); !valid) return std::move(valid).error();
-  auto store = open_store(url);
-  if (!store) return std::move(store).error();
-  return std::make_shared<IdempotencyChecker>(std::move(*store), std::move(options));
-}
-
 Result<std::string> IdempotencyChecker::key_for(const Envelope& envelope) const {
   return build_key(envelope, options_.key);
 }

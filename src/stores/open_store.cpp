@@ -37,6 +37,13 @@ Result<std::shared_ptr<Store>> open_store(std::string_view url) {
                "store URL scheme '" + std::string(scheme) + "' is not supported by this build of idem");
 }
 
+Result<std::shared_ptr<IdempotencyChecker>> IdempotencyChecker::from_url(std::string_view url, CheckerOptions options) {
+  if (auto valid = options.validate(); !valid) return std::move(valid).error();
+  auto store = open_store(url);
+  if (!store) return std::move(store).error();
+  return std::make_shared<IdempotencyChecker>(std::move(*store), std::move(options));
+}
+
 namespace {
 std::mutex g_default_mutex;
 std::shared_ptr<IdempotencyChecker> g_default_checker;  // guarded by g_default_mutex

@@ -71,7 +71,8 @@ class IdempotencyChecker {
  public:
   explicit IdempotencyChecker(std::shared_ptr<Store> store, CheckerOptions options = {});
 
-  // Opens the store at `url` (see open_store) and validates options.
+  // Opens the store at `url` (see open_store) and validates options. Like
+  // open_store(), it is defined by the idem::idem target.
   static Result<std::shared_ptr<IdempotencyChecker>> from_url(std::string_view url, CheckerOptions options = {});
 
   const CheckerOptions& options() const noexcept { return options_; }
