@@ -1,0 +1,162 @@
+// File: idem/stores/redis.h
+//
+// RedisStore keeps records in Redis (standalone, TLS, Sentinel or Cluster).
+// Every state-machine operation is one server-side Lua script and one round
+// trip; batches are pipelined; concurrent callers share a few multiplexed
+// connections (their requests are written together in one batch).
+//
+//   auto store = idem::RedisStore::open("redis://127.0.0.1:6379/0");
+//   auto tls = idem::RedisStore::open("rediss://cache:6380?ca=/etc/ssl/ca.pem");
+//   auto ha = idem::RedisStore::open("redis+sentinel://s1:26379,s2:26379/mymaster");
+//   auto big = idem::RedisStore::open("redis+cluster://n1:7000,n2:7001");
+//
+// The store connects lazily: create() and open() only fail on bad options
+// (an unreadable CA file, a malformed URL); an unreachable server shows up as
+// kUnavailable / kTimeout on the calls themselves, so a service may start
+// while Redis is down and the fail-closed / fail-open policy applies.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "idem/core/error.h"
+#include "idem/core/store.h"
+
+namespace idem {
+
+// RedisMode selects how endpoints are interpreted.
+enum class RedisMode : std::uint8_t {
+  kStandalone,  // endpoints[0] is the server
+  kSentinel,    // endpoints are sentinels; master_name names the master
+  kCluster,     // endpoints are seed nodes of a Redis Cluster
+};
+
+struct RedisEndpoint {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+};
+
+struct RedisTlsOptions {
+  bool enabled = false;
+  // PEM file of trusted CAs. Empty: the system's default trust store.
+  std::string ca_file;
+  // Optional client certificate and key (PEM), for servers started with
+  // tls-auth-clients yes. Both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // Verify the server certificate chain and that it names the host (or the
+  // IP address). Turn off only for tests.
+  bool verify = true;
+  // Server name sent in SNI and checked against the certificate. Empty: the
+  // endpoint's host.
+  std::string sni;
+};
+
+struct RedisRetryOptions {
+  // Total tries per operation, the first included. 1 disables retries.
+  // Only retryable errors are retried (connection refused or reset, timeout,
+  // -LOADING, -BUSY, -TRYAGAIN, -MASTERDOWN, -READONLY, -CLUSTERDOWN), and an
+  // operation that may already have run on the server (the request was sent)
+  // is retried only when running it twice is harmless; a claim is not.
+  std::uint32_t max_attempts = 3;
+  std::chrono::milliseconds base_backoff{20};  // doubled per retry
+  std::chrono::milliseconds max_backoff{500};
+  // Fraction of each backoff that is randomized, 0..1 (full jitter at 1).
+  double jitter = 0.5;
+};
+
+// CircuitState is observable through RedisStore::client_stats() and the
+// on_circuit_change callback.
+enum class CircuitState : std::uint8_t {
+  kClosed,    // calls go to Redis
+  kOpen,      // calls fail fast with kUnavailable until open_duration passes
+  kHalfOpen,  // one probe call is let through; success closes, failure reopens
+};
+std::string_view to_string(CircuitState state) noexcept;
+
+struct RedisCircuitBreakerOptions {
+  bool enabled = true;
+  // Consecutive failed calls (unavailable or timeout) that open the circuit.
+  std::uint32_t failure_threshold = 5;
+  // How long the circuit stays open before a probe is allowed.
+  std::chrono::milliseconds open_duration{1'000};
+};
+
+struct RedisStoreOptions {
+  RedisMode mode = RedisMode::kStandalone;
+  // Standalone: the server. Sentinel: the sentinels. Cluster: seed nodes.
+  std::vector<RedisEndpoint> endpoints{RedisEndpoint{}};
+  std::string master_name;  // Sentinel only
+  // AUTH: password alone (requirepass), or an ACL user and its password.
+  std::string username;
+  std::string password;
+  // Password for the sentinels themselves (sentinel requirepass); empty: none.
+  std::string sentinel_password;
+  int db = 0;  // SELECT; must be 0 in Cluster mode
+  RedisTlsOptions tls;
+  std::chrono::milliseconds connect_timeout{2'000};
+  // Bound on one round trip (a whole pipelined batch). A timed-out
+  // connection is closed, never reused, so replies cannot get out of step.
+  std::chrono::milliseconds command_timeout{1'000};
+  // Multiplexed connections per server node. Concurrent callers on one
+  // connection are pipelined together, so a small number goes a long way.
+  std::size_t pool_size = 2;
+  RedisRetryOptions retry;
+  RedisCircuitBreakerOptions circuit_breaker;
+  // When > 0, a claim counts as acquired only once WAIT confirms it on this
+  // many replicas within wait_timeout (sent in the same round trip as the
+  // claim); otherwise the claim fails with kUnavailable and the handler must
+  // not run. The key then stays PROCESSING until its lease expires.
+  std::uint32_t wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{100};
+  // Called on the thread whose call changed the state, outside any internal
+  // lock; the state may have changed again by the time it runs.
+  std::function<void(CircuitState)> on_circuit_change;
+
+  // validate() reports the first inconsistent option as kInvalidArgument.
+  Status validate() const;
+};
+
+// RedisClientStats are counters of one store instance, for tests and metrics.
+struct RedisClientStats {
+  std::uint64_t round_trips = 0;  // batches written and answered (or failed)
+  std::uint64_t commands = 0;     // commands sent
+  std::uint64_t connects = 0;     // connections established
+  std::uint64_t retries = 0;      // operation retries after retryable errors
+  std::uint64_t rejected = 0;     // calls failed fast by the open circuit
+  std::uint64_t redirects = 0;    // MOVED / ASK followed (Cluster)
+  CircuitState circuit = CircuitState::kClosed;
+};
+
+class RedisStore {
+ public:
+  // create() validates the options and sets up TLS; it does not connect.
+  static Result<std::shared_ptr<Store>> create(RedisStoreOptions options);
+
+  // open() accepts:
+  //   redis://[[user]:password@]host[:port][/db][?query]
+  //   rediss://...                          (TLS)
+  //   redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db][?query]
+  //   redis+cluster://[[user]:password@]host:port[,host:port...][?query]
+  // query keys: ca, cert, key, verify=0|1, sni, tls=1 (for sentinel/cluster),
+  // connect_timeout_ms, command_timeout_ms, pool_size, retries,
+  // breaker_threshold, breaker_open_ms, wait_replicas, wait_timeout_ms,
+  // sentinel_password. User and password are percent-decoded.
+  static Result<std::shared_ptr<Store>> open(std::string_view url);
+
+  // parse_url() is open() without creating the store.
+  static Result<RedisStoreOptions> parse_url(std::string_view url);
+
+  // client_stats() returns the counters of a store made by create()/open(),
+  // or nullopt for any other store.
+  static std::optional<RedisClientStats> client_stats(const Store& store);
+};
+
+}  // namespace idem

@@ -1,0 +1,49 @@
+# Redis integration tests: each binary starts its own redis-server processes
+# on free loopback ports (skipped when redis-server is missing, failed when
+# IDEM_REQUIRE_SERVERS=1).
+if(TARGET idem_redis)
+  add_library(idem_redis_test_support STATIC ${CMAKE_CURRENT_LIST_DIR}/redis_support.cpp)
+  target_include_directories(idem_redis_test_support PUBLIC ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(idem_redis_test_support PUBLIC idem::redis idem_test_support PkgConfig::HIREDIS
+                        PRIVATE idem_build_flags)
+
+  if(TARGET idem_contract_suite)
+    idem_add_test(NAME redis_store_test
+      SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_store_test.cpp
+      LABELS integration
+      DEPS idem_contract_suite idem_redis_test_support
+      TIMEOUT 300)
+  endif()
+endif()
+
+if(TARGET idem_redis AND TARGET idem_contract_suite)
+  idem_add_test(NAME redis_tls_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_tls_test.cpp
+    LABELS integration
+    DEPS idem_contract_suite idem_redis_test_support
+    TIMEOUT 300)
+endif()
+
+if(TARGET idem_redis)
+  idem_add_test(NAME redis_fault_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_fault_test.cpp
+    LABELS integration
+    DEPS idem_redis_test_support
+    TIMEOUT 300)
+endif()
+
+if(TARGET idem_redis AND TARGET idem_contract_suite)
+  idem_add_test(NAME redis_sentinel_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_sentinel_test.cpp
+    LABELS integration
+    DEPS idem_contract_suite idem_redis_test_support
+    TIMEOUT 300)
+endif()
+
+if(TARGET idem_redis AND TARGET idem_contract_suite)
+  idem_add_test(NAME redis_cluster_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_cluster_test.cpp
+    LABELS integration
+    DEPS idem_contract_suite idem_redis_test_support
+    TIMEOUT 300)
+endif()
