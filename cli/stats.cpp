@@ -1,0 +1,102 @@
+// `idem stats`: counts by status, the oldest in-flight record, store size.
+// `idem stats --health`: a probe (exit 0 healthy, 3 unhealthy).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "common.h"
+#include "idem/core/checker.h"
+
+namespace idem::cli {
+namespace {
+
+struct StatsOptions {
+  CommonOptions common;
+  bool health = false;
+};
+
+int run_health(const StatsOptions& options) {
+  const std::string url = effective_store_url(options.common);
+  IdempotencyChecker::Health health;
+  auto store = open_store(url);
+  if (store) {
+    health = IdempotencyChecker(std::move(*store)).health();
+  } else {
+    // A store that cannot even be opened is the unhealthiest of all; a probe
+    // wants exit code 3 for it, not a generic error.
+    health.reachable = false;
+    health.detail = store.error().to_string();
+  }
+  const double rtt_ms = static_cast<double>(health.round_trip.count()) / 1000.0;
+  if (options.common.json) {
+    nlohmann::json out{{"healthy", health.reachable},
+                       {"store", redact_url(url)},
+                       {"store_kind", health.store_kind},
+                       {"round_trip_us", health.round_trip.count()},
+                       {"detail", health.detail}};
+    std::cout << out.dump() << '\n';
+  } else if (health.reachable) {
+    std::printf("healthy: %s store answered in %.3f ms\n", health.store_kind.c_str(), rtt_ms);
+  } else {
+    std::printf("unhealthy: %s\n", health.detail.c_str());
+  }
+  if (!health.reachable && !options.common.json) {
+    std::fprintf(stderr, "idem: error: store %s is unhealthy: %s\n", redact_url(url).c_str(), health.detail.c_str());
+  }
+  return health.reachable ? kExitOk : kExitUnhealthy;
+}
+
+int run_stats(const StatsOptions& options) {
+  if (options.health) return run_health(options);
+  auto store = open_store_or_throw(options.common);
+  warn_if_process_local(*store, options.common);
+  auto stats = store->stats();
+  if (!stats) throw CliError(kExitError, "cannot read store statistics: " + stats.error().to_string());
+  const Timestamp t = now();
+  const std::uint64_t total = stats->processing + stats->completed + stats->failed;
+  const std::string url = redact_url(effective_store_url(options.common));
+  if (options.common.json) {
+    nlohmann::json out{{"store", url},
+                       {"store_kind", std::string(store->kind())},
+                       {"processing", stats->processing},
+                       {"completed", stats->completed},
+                       {"failed", stats->failed},
+                       {"total", total},
+                       {"bytes", stats->bytes ? nlohmann::json(*stats->bytes) : nlohmann::json(nullptr)}};
+    out["oldest_processing"] =
+        stats->oldest_processing ? record_to_json(*stats->oldest_processing, t) : nlohmann::json(nullptr);
+    std::cout << out.dump() << '\n';
+    return kExitOk;
+  }
+  std::printf("store        %s (%.*s)\n", url.c_str(), static_cast<int>(store->kind().size()), store->kind().data());
+  std::printf("processing   %llu\n", static_cast<unsigned long long>(stats->processing));
+  std::printf("completed    %llu\n", static_cast<unsigned long long>(stats->completed));
+  std::printf("failed       %llu\n", static_cast<unsigned long long>(stats->failed));
+  std::printf("total        %llu\n", static_cast<unsigned long long>(total));
+  if (stats->oldest_processing) {
+    const IdempotencyRecord& r = *stats->oldest_processing;
+    std::printf("oldest in-flight  %s (first seen %s ago, attempt %u, lease %s)\n", r.idempotency_key.c_str(),
+                format_duration(t - r.first_seen_at).c_str(), r.attempt, lease_summary(r, t).c_str());
+  } else {
+    std::printf("oldest in-flight  -\n");
+  }
+  if (stats->bytes) {
+    std::printf("size         %llu bytes\n", static_cast<unsigned long long>(*stats->bytes));
+  } else {
+    std::printf("size         unknown\n");
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_stats_command(CLI::App& app, Action& action) {
+  auto options = std::make_shared<StatsOptions>();
+  CLI::App* command = app.add_subcommand("stats", "Counts by status, oldest in-flight record, store size");
+  add_common_options(*command, options->common);
+  command->add_flag("--health", options->health,
+                    "Only check that the store answers: exit 0 when healthy, 3 when not (for probes)");
+  command->callback([options, &action] { action = [options] { return run_stats(*options); }; });
+}
+
+}  // namespace idem::cli
