@@ -37,8 +37,11 @@ Result<std::string> IdempotencyChecker::key_for(std::string_view idempotency_key
 }
 
 void IdempotencyChecker::observe_call(StoreOp op, SteadyClock::time_point start, const Error* error) const {
-  if (options_.observer) {
-    options_.observer->on_store_call(store_->kind(), op, SteadyClock::now() - start, error);
+  if (!options_.observer) return;
+  options_.observer->on_store_call(store_->kind(), op, SteadyClock::now() - start, error);
+  const CircuitState circuit = store_->circuit_state();
+  if (reported_circuit_.exchange(circuit, std::memory_order_relaxed) != circuit) {
+    options_.observer->on_circuit_state(store_->kind(), circuit);
   }
 }
 
@@ -229,6 +232,7 @@ IdempotencyChecker::Health IdempotencyChecker::health() const {
   Status status = store_->ping();
   health.round_trip = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - start);
   health.reachable = status.ok();
+  health.circuit = store_->circuit_state();
   if (!status) health.detail = status.error().to_string();
   return health;
 }

@@ -66,6 +66,15 @@ std::string_view to_string(HandlerOutcome outcome) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(CircuitState state) noexcept {
+  switch (state) {
+    case CircuitState::kClosed: return "closed";
+    case CircuitState::kHalfOpen: return "half_open";
+    case CircuitState::kOpen: return "open";
+  }
+  return "unknown";
+}
+
 std::shared_ptr<Clock> system_clock() {
   static const std::shared_ptr<Clock> clock = std::make_shared<SystemClock>();
   return clock;

@@ -12,6 +12,7 @@
 //   }
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -126,6 +127,7 @@ class IdempotencyChecker {
     std::chrono::microseconds round_trip{0};
     std::string store_kind{};
     std::string detail{};  // the error when unreachable
+    CircuitState circuit = CircuitState::kClosed;
   };
   Health health() const;
 
@@ -135,6 +137,9 @@ class IdempotencyChecker {
 
   std::shared_ptr<Store> store_{};
   CheckerOptions options_{};
+  // The breaker position last reported to the observer, so that it hears of
+  // each transition once instead of on every call.
+  mutable std::atomic<CircuitState> reported_circuit_{CircuitState::kClosed};
 };
 
 // get_idempotency_checker() returns the process-wide default checker, opened

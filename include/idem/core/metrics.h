@@ -54,9 +54,6 @@ struct MetricsOptions {
   std::vector<double> handler_buckets{};  // default 1ms .. 60s
 };
 
-// CircuitState is the value of the circuit_breaker_state gauge.
-enum class CircuitState : std::uint8_t { kClosed = 0, kHalfOpen = 1, kOpen = 2 };
-
 namespace detail {
 struct MetricsState;
 }  // namespace detail
@@ -74,6 +71,9 @@ class MetricsRegistry final : public Observer {
   void on_claim(const ClaimObservation& observation) override;
   void on_handler(std::string_view scope, HandlerOutcome outcome, std::chrono::nanoseconds latency) override;
   void on_fail_open(std::string_view scope, const Error& error) override;
+  void on_circuit_state(std::string_view store_kind, CircuitState state) override {
+    set_circuit_state(store_kind, state);
+  }
 
   // set_circuit_state() sets the circuit_breaker_state gauge of `store` (a
   // store kind or any name the store reports under). Stores with a circuit

@@ -16,6 +16,7 @@
 
 #include "idem/core/error.h"
 #include "idem/core/record.h"
+#include "idem/core/store.h"
 
 namespace idem {
 
@@ -64,6 +65,9 @@ class Observer {
                           std::chrono::nanoseconds /*latency*/) {}
   // The store was unavailable and the fail-open policy ran the handler anyway.
   virtual void on_fail_open(std::string_view /*scope*/, const Error& /*error*/) {}
+
+  // The store's circuit breaker moved to `state` (seen after a store call).
+  virtual void on_circuit_state(std::string_view /*store_kind*/, CircuitState /*state*/) {}
 
   // Opens a span named `name` ("idem.claim", "idem.handler", "idem.complete").
   // Return null for "not traced" (the default).

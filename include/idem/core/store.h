@@ -80,6 +80,15 @@ struct StoreStats {
   std::optional<std::uint64_t> bytes;  // store size or memory, when known
 };
 
+// CircuitState is a store's circuit breaker position. Stores without a
+// breaker are always kClosed.
+enum class CircuitState : std::uint8_t {
+  kClosed = 0,    // calls go to the server
+  kHalfOpen = 1,  // one probe call is let through; success closes, failure reopens
+  kOpen = 2,      // calls fail fast with kUnavailable until the open period passes
+};
+std::string_view to_string(CircuitState state) noexcept;
+
 struct SweepReport {
   std::uint64_t expired_removed = 0;
 };
@@ -133,6 +142,10 @@ class Store {
 
   // ping() checks that the store answers.
   virtual Status ping() = 0;
+
+  // circuit_state() is the position of the store's circuit breaker, for
+  // health checks and the circuit_breaker_state metric.
+  virtual CircuitState circuit_state() const noexcept { return CircuitState::kClosed; }
 };
 
 // open_store() makes a store from a URL: "memory://", "sqlite:///path/idem.db",

@@ -72,14 +72,9 @@ struct RedisRetryOptions {
   double jitter = 0.5;
 };
 
-// CircuitState is observable through RedisStore::client_stats() and the
+// The circuit breaker's state (idem::CircuitState, store.h) is observable
+// through Store::circuit_state(), RedisStore::client_stats() and the
 // on_circuit_change callback.
-enum class CircuitState : std::uint8_t {
-  kClosed,    // calls go to Redis
-  kOpen,      // calls fail fast with kUnavailable until open_duration passes
-  kHalfOpen,  // one probe call is let through; success closes, failure reopens
-};
-std::string_view to_string(CircuitState state) noexcept;
 
 struct RedisCircuitBreakerOptions {
   bool enabled = true;

@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -235,19 +236,23 @@ class CircuitBreaker {
   // allow() says whether a call may go to Redis now.
   bool allow() {
     if (!options_.enabled) return true;
+    // Lock-free while closed: the breaker must not become the one mutex every
+    // call of every thread goes through.
+    if (state_.load(std::memory_order_acquire) == CircuitState::kClosed) return true;
     std::optional<CircuitState> changed;
     bool ok = true;
     {
       std::lock_guard lock(mutex_);
-      if (state_ == CircuitState::kOpen) {
+      const CircuitState state = state_.load(std::memory_order_relaxed);
+      if (state == CircuitState::kOpen) {
         if (std::chrono::steady_clock::now() - opened_at_ >= options_.open_duration) {
-          state_ = CircuitState::kHalfOpen;
+          state_.store(CircuitState::kHalfOpen, std::memory_order_release);
           probing_ = true;  // this caller is the probe
-          changed = state_;
+          changed = CircuitState::kHalfOpen;
         } else {
           ok = false;
         }
-      } else if (state_ == CircuitState::kHalfOpen) {
+      } else if (state == CircuitState::kHalfOpen) {
         ok = !probing_;
         probing_ = true;
       }
@@ -258,33 +263,36 @@ class CircuitBreaker {
 
   void record(bool success) {
     if (!options_.enabled) return;
+    if (success && state_.load(std::memory_order_acquire) == CircuitState::kClosed &&
+        failures_.load(std::memory_order_relaxed) == 0) {
+      return;
+    }
     std::optional<CircuitState> changed;
     {
       std::lock_guard lock(mutex_);
+      const CircuitState state = state_.load(std::memory_order_relaxed);
       if (success) {
-        failures_ = 0;
-        if (state_ != CircuitState::kClosed) {
-          state_ = CircuitState::kClosed;
+        failures_.store(0, std::memory_order_relaxed);
+        if (state != CircuitState::kClosed) {
+          state_.store(CircuitState::kClosed, std::memory_order_release);
           probing_ = false;
-          changed = state_;
+          changed = CircuitState::kClosed;
         }
       } else {
-        ++failures_;
-        if (state_ == CircuitState::kHalfOpen || (state_ == CircuitState::kClosed && failures_ >= options_.failure_threshold)) {
-          state_ = CircuitState::kOpen;
+        const std::uint32_t failures = failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (state == CircuitState::kHalfOpen ||
+            (state == CircuitState::kClosed && failures >= options_.failure_threshold)) {
+          state_.store(CircuitState::kOpen, std::memory_order_release);
           probing_ = false;
           opened_at_ = std::chrono::steady_clock::now();
-          changed = state_;
+          changed = CircuitState::kOpen;
         }
       }
     }
     notify(changed);
   }
 
-  CircuitState state() const {
-    std::lock_guard lock(mutex_);
-    return state_;
-  }
+  CircuitState state() const noexcept { return state_.load(std::memory_order_acquire); }
 
  private:
   void notify(std::optional<CircuitState> changed) {
@@ -293,9 +301,9 @@ class CircuitBreaker {
 
   RedisCircuitBreakerOptions options_;
   std::function<void(CircuitState)> on_change_;
-  mutable std::mutex mutex_;
-  CircuitState state_ = CircuitState::kClosed;
-  std::uint32_t failures_ = 0;
+  std::mutex mutex_;  // serializes transitions; reads of state_ need no lock
+  std::atomic<CircuitState> state_{CircuitState::kClosed};
+  std::atomic<std::uint32_t> failures_{0};
   bool probing_ = false;
   std::chrono::steady_clock::time_point opened_at_{};
 };
@@ -565,6 +573,8 @@ class RedisStoreImpl final : public Store {
   }
 
   Result<SweepReport> sweep() override { return SweepReport{}; }  // Redis expires keys itself
+
+  CircuitState circuit_state() const noexcept override { return breaker_.state(); }
 
   Status ping() override {
     Result<std::vector<Node*>> nodes = scan_nodes();

@@ -88,17 +88,6 @@ std::vector<std::string_view> split(std::string_view text, char sep) {
 
 }  // namespace
 
-std::string_view to_string(CircuitState state) noexcept {
-  switch (state) {
-    case CircuitState::kClosed:
-      return "closed";
-    case CircuitState::kOpen:
-      return "open";
-    case CircuitState::kHalfOpen:
-      return "half-open";
-  }
-  return "unknown";
-}
 
 Status RedisStoreOptions::validate() const {
   auto invalid = [](std::string msg) { return Status(Error(ErrorCode::kInvalidArgument, "redis: " + msg)); };
