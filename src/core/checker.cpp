@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "idem/core/tracing.h"
+
 namespace idem {
 namespace {
 
@@ -64,26 +66,17 @@ Result<Claim> IdempotencyChecker::claim(const Envelope& envelope, const KeyOptio
   ClaimRequest request = make_request(envelope, *key);
   request.fingerprint = fingerprint;
 
-  std::unique_ptr<SpanScope> span = options_.observer ? options_.observer->start_span("idem.claim") : nullptr;
+  std::unique_ptr<SpanScope> span = options_.observer ? options_.observer->start_span(trace::kSpanClaim) : nullptr;
   const auto start = SteadyClock::now();
   auto outcome = store_->claim(request);
   observe_call(StoreOp::kClaim, start, outcome ? nullptr : &outcome.error());
   if (options_.observer) {
-    ClaimObservation observation{key_options.scope, *key, envelope.event_id, envelope.event_type,
-                                 outcome ? &*outcome : nullptr};
+    const ClaimObservation observation{key_options.scope, *key, envelope.event_id, envelope.event_type,
+                                       outcome ? &*outcome : nullptr};
     options_.observer->on_claim(observation);
-  }
-  if (span) {
-    span->set_attribute("messaging.message.id", envelope.event_id);
-    span->set_attribute("idem.key", *key);
-    if (outcome) {
-      span->set_attribute("idem.outcome", to_string(outcome->status));
-      if (outcome->acquired()) {
-        span->set_attribute("idem.attempt", static_cast<std::int64_t>(outcome->attempt));
-        span->set_attribute("idem.token", static_cast<std::int64_t>(outcome->token));
-      }
-    } else {
-      span->set_error(outcome.error().to_string());
+    if (span) {
+      trace::annotate_claim(*span, observation);
+      if (!outcome) span->set_error(outcome.error().to_string());
     }
   }
   if (!outcome) return std::move(outcome).error();

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "core/lease_keeper.h"
+#include "idem/core/tracing.h"
 
 namespace idem {
 namespace detail {
@@ -20,6 +21,8 @@ struct ContextState {
   std::uint64_t heartbeat_id = 0;
   std::shared_ptr<std::atomic<bool>> lease_lost = std::make_shared<std::atomic<bool>>(false);
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Open from acquisition to verdict; null when not traced.
+  std::unique_ptr<SpanScope> handler_span;
 
   bool owns() const noexcept { return outcome.acquired() && !unprotected; }
 
@@ -30,10 +33,25 @@ struct ContextState {
     }
   }
 
-  void report(HandlerOutcome handler_outcome) const {
+  void report(HandlerOutcome handler_outcome) {
     if (const auto& observer = checker->options().observer) {
       observer->on_handler(scope, handler_outcome, std::chrono::steady_clock::now() - started);
     }
+    if (handler_span) {
+      trace::annotate_handler(*handler_span, handler_outcome);
+      handler_span.reset();  // ends the span
+    }
+  }
+
+  std::unique_ptr<SpanScope> start_span(std::string_view name) const {
+    const auto& observer = checker->options().observer;
+    if (!observer) return nullptr;
+    auto span = observer->start_span(name);
+    if (span) {
+      span->set_attribute(trace::kKey, key);
+      span->set_attribute(trace::kToken, static_cast<std::int64_t>(outcome.token));
+    }
+    return span;
   }
 };
 
@@ -158,6 +176,7 @@ void ProcessingContext::mark_completed(std::string_view result) {
     return;
   }
   s.stop_heartbeat();
+  auto span = s.start_span(trace::kSpanComplete);
   Status status = write_with_retry([&] { return s.checker->complete(s.key, s.outcome.token, result); });
   if (!status && status.error().code() == ErrorCode::kLeaseLost) {
     // A retried write may have landed before its reply was lost: that is
@@ -168,6 +187,8 @@ void ProcessingContext::mark_completed(std::string_view result) {
       status = {};
     }
   }
+  if (span && !status) span->set_error(status.error().to_string());
+  span.reset();
   if (status) {
     s.finished = true;
     s.report(HandlerOutcome::kCompleted);
@@ -296,6 +317,11 @@ ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope) {
       if (state->outcome.record) state->cached_error = state->outcome.record->error;
       break;
     case ClaimStatus::kAcquired:
+      state->handler_span = state->start_span(trace::kSpanHandler);
+      if (state->handler_span) {
+        state->handler_span->set_attribute(trace::kMessagingMessageId, envelope.event_id);
+        state->handler_span->set_attribute(trace::kAttempt, static_cast<std::int64_t>(state->outcome.attempt));
+      }
       if (lease_keeper_) {
         auto interval = options_.heartbeat_interval.count() > 0 ? options_.heartbeat_interval
                                                                 : checker_->options().lease / 3;

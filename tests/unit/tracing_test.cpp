@@ -272,7 +272,20 @@ TEST(CompositeObserver, TracesAndCountsTheRealGuard) {
   EXPECT_EQ(claims[0].attributes.at("messaging.message.id"), "e1");
   EXPECT_EQ(claims[0].attributes.at("messaging.operation"), "process");
   EXPECT_TRUE(claims[0].attributes.count("idem.token"));
-  EXPECT_TRUE(claims[0].attributes.count("idem.outcome"));
+  EXPECT_EQ(claims[0].attributes.at("idem.outcome"), "new");
+  EXPECT_EQ(claims[1].attributes.at("idem.outcome"), "duplicate_completed");
+  // The acquired claim also got a handler span (ended at the verdict) and a
+  // completion span; the duplicate got neither.
+  std::vector<std::string> others;
+  for (const auto& span : tracer->ended) {
+    if (span.name != "idem.claim") others.push_back(span.name);
+  }
+  EXPECT_EQ(others, (std::vector<std::string>{"idem.complete", "idem.handler"}));
+  for (const auto& span : tracer->ended) {
+    if (span.name == "idem.handler") {
+      EXPECT_EQ(span.attributes.at("idem.outcome"), "completed");
+    }
+  }
 }
 
 }  // namespace
