@@ -97,20 +97,27 @@ void Baseline(benchmark::State& state, std::vector<std::string> args) {
 
 // The reference points: SET NX with 50 clients, unpipelined and 16
 // deep; GET likewise; one client, unpipelined SET.
-BENCHMARK_CAPTURE(Baseline, set_nx_c50, std::vector<std::string>{"-c", "50", "-n", "200000", "-r", "100000000", "SET",
-                                                                 "bl:__rand_int__", "v", "NX", "PX", "60000"})
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Baseline, set_nx_c50,
+                  std::vector<std::string>{"-c", "50", "-n", "200000", "-r", "100000000", "SET", "bl:__rand_int__", "v",
+                                           "NX", "PX", "60000"})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Baseline, set_nx_c50_p16,
                   std::vector<std::string>{"-c", "50", "-n", "1000000", "-P", "16", "-r", "100000000", "SET",
                                            "bl:__rand_int__", "v", "NX", "PX", "60000"})
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Baseline, get_c50, std::vector<std::string>{"-c", "50", "-n", "200000", "-t", "get"})
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Baseline, get_c50_p16, std::vector<std::string>{"-c", "50", "-n", "1000000", "-P", "16", "-t", "get"})
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(Baseline, set_c1, std::vector<std::string>{"-c", "1", "-n", "50000", "-r", "100000000", "SET",
-                                                             "bl:__rand_int__", "v", "PX", "60000"})
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Baseline, set_c1,
+                  std::vector<std::string>{"-c", "1", "-n", "50000", "-r", "100000000", "SET", "bl:__rand_int__", "v",
+                                           "PX", "60000"})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 // ---------------------------------------------------------------------------
 // Idem.
@@ -141,7 +148,8 @@ void NewEvent(benchmark::State& state) {
       if (failures++ == 0) first_error = out.error().to_string();
       continue;
     }
-    idem::Status st = store->complete({.key = key, .token = out->token, .result = result, .ttl = std::chrono::seconds(600)});
+    idem::Status st =
+        store->complete({.key = key, .token = out->token, .result = result, .ttl = std::chrono::seconds(600)});
     if (!out->acquired() || !st) {
       if (failures++ == 0) first_error = st ? "not acquired" : st.error().to_string();
     }

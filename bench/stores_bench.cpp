@@ -305,8 +305,8 @@ using KeyMakerRef = std::function<std::string_view()>;
 
 struct RawDb {
   explicit RawDb(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+        SQLITE_OK) {
       throw std::runtime_error("open");
     }
     sqlite3_busy_timeout(db, 5000);
@@ -336,8 +336,8 @@ struct RawDb {
   }
   sqlite3_stmt* prepare(std::string_view text) {
     sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v3(db, text.data(), static_cast<int>(text.size()), SQLITE_PREPARE_PERSISTENT, &s,
-                           nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(db, text.data(), static_cast<int>(text.size()), SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+        SQLITE_OK) {
       throw std::runtime_error(sqlite3_errmsg(db));
     }
     return s;

@@ -140,7 +140,8 @@ int run_demo(const DemoOptions& options) {
       return 1;
     }
     charges[crash_event].fetch_add(1);
-    (void)(*checker)->checkpoint(claim->key, claim->outcome.token, Checkpoint{"charged", "ch_" + event_name(crash_event)});
+    (void)(*checker)->checkpoint(claim->key, claim->outcome.token,
+                                 Checkpoint{"charged", "ch_" + event_name(crash_event)});
     // ...and here the worker process is gone: no completion, no failure.
   }
 

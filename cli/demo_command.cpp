@@ -18,9 +18,7 @@ void add_demo_command(CLI::App& app, Action& action) {
   command->add_option("--deliveries", options->deliveries_per_event, "Deliveries of each event")
       ->check(CLI::PositiveNumber);
   command->add_flag("--json", options->json, "Machine-readable output on stdout");
-  command->callback([options, &action] {
-    action = [options] { return run_demo(*options); };
-  });
+  command->callback([options, &action] { action = [options] { return run_demo(*options); }; });
 }
 
 }  // namespace idem::cli

@@ -114,8 +114,8 @@ Result<std::vector<Claim>> IdempotencyChecker::claim_many(std::span<const Envelo
   claims.reserve(envelopes.size());
   for (std::size_t i = 0; i < envelopes.size(); ++i) {
     if (options_.observer) {
-      options_.observer->on_claim({options_.key.scope, keys[i], envelopes[i].event_id, envelopes[i].event_type,
-                                   &(*outcomes)[i]});
+      options_.observer->on_claim(
+          {options_.key.scope, keys[i], envelopes[i].event_id, envelopes[i].event_type, &(*outcomes)[i]});
     }
     claims.push_back(Claim{std::move(keys[i]), std::move((*outcomes)[i])});
   }

@@ -35,18 +35,12 @@ IdemError::IdemError(Error error) : std::runtime_error(error.to_string()), error
 void throw_error(Error error) {
   switch (error.code()) {
     case ErrorCode::kUnavailable:
-    case ErrorCode::kTimeout:
-      throw StoreUnavailableError(std::move(error));
-    case ErrorCode::kLeaseLost:
-      throw LeaseLostError(std::move(error));
-    case ErrorCode::kMismatch:
-      throw KeyMismatchError(std::move(error));
-    case ErrorCode::kInvalidArgument:
-      throw InvalidEnvelopeError(std::move(error));
-    case ErrorCode::kResultTooLarge:
-      throw ResultTooLargeError(std::move(error));
-    default:
-      throw IdemError(std::move(error));
+    case ErrorCode::kTimeout: throw StoreUnavailableError(std::move(error));
+    case ErrorCode::kLeaseLost: throw LeaseLostError(std::move(error));
+    case ErrorCode::kMismatch: throw KeyMismatchError(std::move(error));
+    case ErrorCode::kInvalidArgument: throw InvalidEnvelopeError(std::move(error));
+    case ErrorCode::kResultTooLarge: throw ResultTooLargeError(std::move(error));
+    default: throw IdemError(std::move(error));
   }
 }
 

@@ -45,16 +45,13 @@ ProcessResult process_with_idempotency(IdempotentEventProcessor& processor, cons
       return outcome;
     case ClaimStatus::kFailed:
       throw TerminalError(ctx.cached_error().value_or("failed terminally (no message stored)"));
-    default:
-      outcome.disposition = Disposition::kInProgress;
-      return outcome;
+    default: outcome.disposition = Disposition::kInProgress; return outcome;
   }
 }
 
 ProcessResult process_with_idempotency(const Envelope& envelope, const StringHandler& handler,
                                        const HandlerOptions& options) {
-  IdempotentEventProcessor processor(options.checker ? options.checker : get_idempotency_checker(),
-                                     options.processor);
+  IdempotentEventProcessor processor(options.checker ? options.checker : get_idempotency_checker(), options.processor);
   return process_with_idempotency(processor, envelope, handler);
 }
 
@@ -81,8 +78,7 @@ std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handl
     ProcessResult outcome = process_with_idempotency(*shared->processor, envelope, shared->handler);
     switch (outcome.disposition) {
       case Disposition::kExecuted:
-      case Disposition::kUnprotected:
-        return outcome.result;
+      case Disposition::kUnprotected: return outcome.result;
       case Disposition::kReplayed:
         if (!shared->options.skip_on_duplicate) {
           throw DuplicateEventError(outcome.key, ClaimStatus::kCompleted, outcome.result);

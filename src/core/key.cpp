@@ -13,10 +13,9 @@ Result<std::string> build_key(std::string_view idempotency_key, const KeyOptions
     hashed = sha256_hex(idempotency_key);
     idempotency_key = hashed;
   } else if (options.max_key_length != 0 && idempotency_key.size() > options.max_key_length) {
-    return Error(ErrorCode::kInvalidArgument, "idempotency key is " + std::to_string(idempotency_key.size()) +
-                                                  " bytes, above the limit of " +
-                                                  std::to_string(options.max_key_length) +
-                                                  " (raise KeyOptions::max_key_length or set hash_keys)");
+    return Error(ErrorCode::kInvalidArgument,
+                 "idempotency key is " + std::to_string(idempotency_key.size()) + " bytes, above the limit of " +
+                     std::to_string(options.max_key_length) + " (raise KeyOptions::max_key_length or set hash_keys)");
   }
   std::string key;
   key.reserve(options.prefix.size() + options.scope.size() + 1 + idempotency_key.size());

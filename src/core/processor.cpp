@@ -98,8 +98,8 @@ FailureKind default_failure_classifier(const std::exception_ptr& error) {
 }
 
 DuplicateEventError::DuplicateEventError(std::string key, ClaimStatus status, std::optional<std::string> cached_result)
-    : IdemError(Error(ErrorCode::kInvalidArgument, "duplicate event for key '" + key + "' (" +
-                                                       std::string(to_string(status)) + ")")),
+    : IdemError(Error(ErrorCode::kInvalidArgument,
+                      "duplicate event for key '" + key + "' (" + std::string(to_string(status)) + ")")),
       key_(std::move(key)),
       status_(status),
       cached_result_(std::move(cached_result)) {}
@@ -182,8 +182,7 @@ void ProcessingContext::mark_completed(std::string_view result) {
     // A retried write may have landed before its reply was lost: that is
     // our own completion, not a takeover.
     auto record = s.checker->get(s.key);
-    if (record && *record && (*record)->token == s.outcome.token &&
-        (*record)->status == ProcessingStatus::kCompleted) {
+    if (record && *record && (*record)->token == s.outcome.token && (*record)->status == ProcessingStatus::kCompleted) {
       status = {};
     }
   }
@@ -206,8 +205,7 @@ void ProcessingContext::mark_completed(std::string_view result) {
       s.finished = true;
       s.report(HandlerOutcome::kFailedRetryable);
       break;
-    default:
-      break;
+    default: break;
   }
   throw_error(std::move(status).error());
 }
@@ -295,8 +293,8 @@ ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope) {
     auto waited = checker_->wait_for_completion(state->key, options_.wait_for_in_progress);
     if (!waited) throw_error(std::move(waited).error());
     const bool settled = !*waited || (*waited)->status != ProcessingStatus::kProcessing ||
-                         !(*waited)->lease_valid(std::chrono::time_point_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now()));
+                         !(*waited)->lease_valid(
+                             std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()));
     if (settled) {
       // Claim again rather than interpret the record: the original may have
       // failed (retryable) or died, and then this delivery must run.
@@ -308,8 +306,8 @@ ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope) {
 
   switch (state->outcome.status) {
     case ClaimStatus::kMismatch:
-      throw KeyMismatchError(Error(ErrorCode::kMismatch, "idempotency key '" + state->key +
-                                                             "' was already used with a different payload"));
+      throw KeyMismatchError(Error(ErrorCode::kMismatch,
+                                   "idempotency key '" + state->key + "' was already used with a different payload"));
     case ClaimStatus::kCompleted:
       if (state->outcome.record) state->cached_result = state->outcome.record->result;
       break;
@@ -323,15 +321,14 @@ ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope) {
         state->handler_span->set_attribute(trace::kAttempt, static_cast<std::int64_t>(state->outcome.attempt));
       }
       if (lease_keeper_) {
-        auto interval = options_.heartbeat_interval.count() > 0 ? options_.heartbeat_interval
-                                                                : checker_->options().lease / 3;
+        auto interval =
+            options_.heartbeat_interval.count() > 0 ? options_.heartbeat_interval : checker_->options().lease / 3;
         interval = std::max(interval, std::chrono::milliseconds(1));
         state->heartbeat_id =
             lease_keeper_->add(checker_, state->key, state->outcome.token, interval, state->lease_lost);
       }
       break;
-    case ClaimStatus::kInProgress:
-      break;
+    case ClaimStatus::kInProgress: break;
   }
   return ProcessingContext(std::move(state));
 }

@@ -20,8 +20,8 @@ namespace idem {
 Result<std::shared_ptr<Store>> open_store(std::string_view url) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "store URL '" + std::string(url) + "' has no scheme (expected memory://, sqlite:///path, redis://...)");
+    return Error(ErrorCode::kInvalidArgument, "store URL '" + std::string(url) +
+                                                  "' has no scheme (expected memory://, sqlite:///path, redis://...)");
   }
   const std::string_view scheme = url.substr(0, scheme_end);
   if (scheme == "memory") return MemoryStore::open(url);
@@ -56,8 +56,8 @@ std::shared_ptr<IdempotencyChecker> get_idempotency_checker() {
     const std::string url = (configured != nullptr && configured[0] != '\0') ? configured : default_store_url();
     auto store = open_store(url);
     if (!store) {
-      throw StoreUnavailableError(Error(ErrorCode::kUnavailable,
-                                        "cannot open the default store '" + url + "': " + store.error().message()));
+      throw StoreUnavailableError(
+          Error(ErrorCode::kUnavailable, "cannot open the default store '" + url + "': " + store.error().message()));
     }
     g_default_checker = std::make_shared<IdempotencyChecker>(std::move(*store));
   }

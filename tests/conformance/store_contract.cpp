@@ -86,16 +86,16 @@ T must(Result<T> r, const char* what) {
 }
 
 #define MUST(expr) must((expr), #expr)
-#define EXPECT_OK(expr)                                      \
-  do {                                                       \
-    const ::idem::Status _s = (expr);                        \
+#define EXPECT_OK(expr)                                              \
+  do {                                                               \
+    const ::idem::Status _s = (expr);                                \
     EXPECT_TRUE(_s.ok()) << #expr << ": " << _s.error().to_string(); \
   } while (0)
-#define EXPECT_ERROR(expr, code_)                                                                 \
-  do {                                                                                            \
-    const ::idem::Status _s = (expr);                                                             \
-    ASSERT_FALSE(_s.ok()) << #expr << " succeeded, expected " << ::idem::to_string(code_);        \
-    EXPECT_EQ(_s.error().code(), code_) << #expr << ": " << _s.error().to_string();              \
+#define EXPECT_ERROR(expr, code_)                                                          \
+  do {                                                                                     \
+    const ::idem::Status _s = (expr);                                                      \
+    ASSERT_FALSE(_s.ok()) << #expr << " succeeded, expected " << ::idem::to_string(code_); \
+    EXPECT_EQ(_s.error().code(), code_) << #expr << ": " << _s.error().to_string();        \
   } while (0)
 
 }  // namespace
@@ -566,8 +566,12 @@ TEST_P(StoreContract, ClaimManyKeepsOrderAndMixesOutcomes) {
   EXPECT_OK(store().fail(failed(terminal, to.token, "no", false)));
   ASSERT_TRUE(MUST(store().claim(req(mismatch, kLongLease, kLongTtl, "fp-A"))).acquired());
 
-  std::vector<ClaimRequest> batch = {req(fresh1),   req(completed), req(busy),
-                                     req(terminal), req(fresh2),    req(fresh1),
+  std::vector<ClaimRequest> batch = {req(fresh1),
+                                     req(completed),
+                                     req(busy),
+                                     req(terminal),
+                                     req(fresh2),
+                                     req(fresh1),
                                      req(mismatch, kLongLease, kLongTtl, "fp-B")};
   std::vector<ClaimOutcome> outs = MUST(store().claim_many(batch));
   ASSERT_EQ(outs.size(), batch.size());

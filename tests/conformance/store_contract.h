@@ -61,7 +61,8 @@ class StoreContract : public ::testing::TestWithParam<StoreFixture> {
 using idem::conformance::StoreContract;
 using idem::conformance::StoreFixture;
 
-#define INSTANTIATE_STORE_CONTRACT(Name, fixture)                                                        \
+#define INSTANTIATE_STORE_CONTRACT(Name, fixture)                                                               \
   [[maybe_unused]] static const int idem_contract_anchor_##Name = ::idem::conformance::contract_suite_anchor(); \
-  INSTANTIATE_TEST_SUITE_P(Name, StoreContract, ::testing::Values(fixture),                              \
-                           [](const ::testing::TestParamInfo<StoreFixture>& param_info) { return param_info.param.name; })
+  INSTANTIATE_TEST_SUITE_P(                                                                                     \
+      Name, StoreContract, ::testing::Values(fixture),                                                          \
+      [](const ::testing::TestParamInfo<StoreFixture>& param_info) { return param_info.param.name; })

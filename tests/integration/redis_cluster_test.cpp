@@ -37,11 +37,11 @@ struct ClusterWorld {
     std::vector<std::string> create = {cli, "--cluster", "create"};
     for (int i = 0; i < 3; ++i) {
       // The cluster bus listens on port + 10000.
-      const int port = idem::test::free_port_where(
-          [](int p) { return p <= 55535 && idem::test::port_free(p + 10000); });
-      auto n = RedisServer::start({"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                   "--cluster-node-timeout", "3000"},
-                                  err, nullptr, false, port);
+      const int port =
+          idem::test::free_port_where([](int p) { return p <= 55535 && idem::test::port_free(p + 10000); });
+      auto n = RedisServer::start(
+          {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000"}, err,
+          nullptr, false, port);
       if (!n) return false;
       create.push_back("127.0.0.1:" + std::to_string(n->port()));
       nodes.push_back(std::move(n));
@@ -53,10 +53,12 @@ struct ClusterWorld {
       return false;
     }
     for (auto& n : nodes) {
-      if (!wait_until([&] {
-            auto info = n->command({"CLUSTER", "INFO"});
-            return info && info->find("cluster_state:ok") != std::string::npos;
-          }, 20s)) {
+      if (!wait_until(
+              [&] {
+                auto info = n->command({"CLUSTER", "INFO"});
+                return info && info->find("cluster_state:ok") != std::string::npos;
+              },
+              20s)) {
         *err = "cluster did not reach state ok";
         return false;
       }

@@ -3,13 +3,12 @@
 // breaker opens, recovery after SIGCONT); a fake server that answers with
 // garbage or retryable errors (no crash, typed errors, retries only when safe).
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <functional>
@@ -61,8 +60,8 @@ TEST_F(RedisFault, PasswordAclUserAndDbIndex) {
 
   // No password, wrong password, a user without the right to run scripts:
   // typed, not retried, not a Redis outage.
-  for (const std::string& url : {"redis://" + hp, "redis://:wrong@" + hp, "redis://alice:wrong@" + hp,
-                                 "redis://bob:bob-pw@" + hp}) {
+  for (const std::string& url :
+       {"redis://" + hp, "redis://:wrong@" + hp, "redis://alice:wrong@" + hp, "redis://bob:bob-pw@" + hp}) {
     auto store = must_open(url);
     ASSERT_TRUE(store);
     auto out = store->claim(claim_req("idempotency:events:auth"));
@@ -306,19 +305,19 @@ class FakeServer {
 TEST(RedisFakeServer, GarbageRepliesNeverCrashAndAreTypedErrors) {
   const std::vector<std::string> garbage = {
       "\x01\x02\x03 not resp at all\r\n",
-      "+OK\r\n",                                    // wrong shape for every operation
+      "+OK\r\n",  // wrong shape for every operation
       ":notanumber\r\n",
       "*-5\r\n",
-      "*2\r\n:1\r\n",                               // truncated array, then silence
+      "*2\r\n:1\r\n",  // truncated array, then silence
       "$-7\r\n",
-      "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",  // nested too deep
-      "*5\r\n$1\r\nA\r\n$1\r\nN\r\n$3\r\nabc\r\n:1\r\n:1\r\n",               // claim with a bad token
+      "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",    // nested too deep
+      "*5\r\n$1\r\nA\r\n$1\r\nN\r\n$3\r\nabc\r\n:1\r\n:1\r\n",                 // claim with a bad token
       "*4\r\n$1\r\nC\r\n:1\r\n:1\r\n*3\r\n$1\r\ns\r\n$1\r\nC\r\n$1\r\nt\r\n",  // odd field list
-      "*4\r\n$1\r\nC\r\n:1\r\n:1\r\n*2\r\n$1\r\ns\r\n$1\r\nQ\r\n",            // unknown status
-      "*4\r\n$1\r\nZ\r\n:1\r\n:1\r\n*0\r\n",                                  // unknown claim tag
+      "*4\r\n$1\r\nC\r\n:1\r\n:1\r\n*2\r\n$1\r\ns\r\n$1\r\nQ\r\n",             // unknown status
+      "*4\r\n$1\r\nZ\r\n:1\r\n:1\r\n*0\r\n",                                   // unknown claim tag
       "*3\r\n:1\r\n:2\r\n*1\r\n:3\r\n",                                        // get with odd list
       "-ERR something odd\r\n",
-      "$999999999\r\nshort",                                                    // bulk never completes
+      "$999999999\r\nshort",  // bulk never completes
       "<close>",
   };
   for (const std::string& g : garbage) {

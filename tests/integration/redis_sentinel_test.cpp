@@ -43,10 +43,12 @@ struct SentinelWorld {
     if (!master) return false;
     replica = RedisServer::start({"--replicaof", "127.0.0.1", std::to_string(master->port())}, err);
     if (!replica) return false;
-    if (!wait_until([&] {
-          auto info = cmd(replica->port(), {"INFO", "replication"});
-          return info && info->find("master_link_status:up") != std::string::npos;
-        }, 15s)) {
+    if (!wait_until(
+            [&] {
+              auto info = cmd(replica->port(), {"INFO", "replication"});
+              return info && info->find("master_link_status:up") != std::string::npos;
+            },
+            15s)) {
       *err = "replica did not sync";
       return false;
     }
@@ -71,11 +73,13 @@ struct SentinelWorld {
     }
     // Sentinels must know the replica and each other before a failover can work.
     for (int port : sentinel_ports) {
-      if (!wait_until([&] {
-            auto m = cmd(port, {"SENTINEL", "master", "mymaster"});
-            return m && m->find("num-slaves\n1") != std::string::npos &&
-                   m->find("num-other-sentinels\n2") != std::string::npos;
-          }, 20s)) {
+      if (!wait_until(
+              [&] {
+                auto m = cmd(port, {"SENTINEL", "master", "mymaster"});
+                return m && m->find("num-slaves\n1") != std::string::npos &&
+                       m->find("num-other-sentinels\n2") != std::string::npos;
+              },
+              20s)) {
         *err = "sentinels did not discover each other and the replica";
         return false;
       }
@@ -162,15 +166,16 @@ TEST(RedisSentinel, FollowsFailoverToThePromotedReplica) {
     }
     if (!out.ok()) {
       last_error = out.error().to_string();
-      EXPECT_TRUE(out.error().code() == idem::ErrorCode::kUnavailable || out.error().code() == idem::ErrorCode::kTimeout)
+      EXPECT_TRUE(out.error().code() == idem::ErrorCode::kUnavailable ||
+                  out.error().code() == idem::ErrorCode::kTimeout)
           << out.error().to_string();
     }
     ++failures;
     std::this_thread::sleep_for(100ms);
   }
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
-  ASSERT_TRUE(resumed) << "no successful claim within " << kBound.count() << " s of killing the master; last error: "
-                       << last_error;
+  ASSERT_TRUE(resumed) << "no successful claim within " << kBound.count()
+                       << " s of killing the master; last error: " << last_error;
   std::cout << "[ INFO     ] resumed " << took.count() << " ms after the master was killed (" << failures
             << " failed calls)\n";
   auto master = cmd(world.sentinel_ports[0], {"SENTINEL", "get-master-addr-by-name", "mymaster"});

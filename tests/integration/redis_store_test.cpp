@@ -282,9 +282,9 @@ TEST(RedisStoreUrl, ParsesEveryForm) {
   EXPECT_EQ(o->mode, idem::RedisMode::kCluster);
   EXPECT_EQ(o->endpoints.size(), 2u);
 
-  for (const char* bad : {"http://x", "redis://h:0", "redis://h:99999", "redis://h/abc", "redis://a,b",
-                          "redis+sentinel://s1", "redis+cluster://n1/2", "redis://h?nope=1", "redis://u:%zz@h",
-                          "redis://h?pool_size=0", "redis://h?verify=2"}) {
+  for (const char* bad :
+       {"http://x", "redis://h:0", "redis://h:99999", "redis://h/abc", "redis://a,b", "redis+sentinel://s1",
+        "redis+cluster://n1/2", "redis://h?nope=1", "redis://u:%zz@h", "redis://h?pool_size=0", "redis://h?verify=2"}) {
     auto r = idem::RedisStore::parse_url(bad);
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) {

@@ -17,14 +17,9 @@ void flatten(const redisReply* r, std::string& out) {
         flatten(r->element[i], out);
       }
       break;
-    case REDIS_REPLY_INTEGER:
-      out += std::to_string(r->integer);
-      break;
-    case REDIS_REPLY_NIL:
-      out += "(nil)";
-      break;
-    default:
-      out.append(r->str, r->len);
+    case REDIS_REPLY_INTEGER: out += std::to_string(r->integer); break;
+    case REDIS_REPLY_NIL: out += "(nil)"; break;
+    default: out.append(r->str, r->len);
   }
 }
 
@@ -41,9 +36,7 @@ std::optional<RedisTlsFiles> make_tls_files(const std::string& dir, std::string*
     return std::nullopt;
   }
   std::string ext = dir + "/san.ext";
-  {
-    std::ofstream(ext) << "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n";
-  }
+  { std::ofstream(ext) << "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"; }
   std::string out;
   const std::vector<std::vector<std::string>> steps = {
       {openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=idem-test-ca", "-keyout",
@@ -80,8 +73,8 @@ std::unique_ptr<RedisServer> RedisServer::start(std::vector<std::string> args, s
   spec.name = "redis-" + std::to_string(s->port_);
   spec.work_dir = s->dir_->path();
   spec.port = s->port_;
-  spec.args = {"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
-               "--dir", s->dir_->path(), "--protected-mode", "no", "--logfile", ""};
+  spec.args = {"--bind", "127.0.0.1",     "--save",           "",   "--appendonly", "no", "--daemonize", "no",
+               "--dir",  s->dir_->path(), "--protected-mode", "no", "--logfile",    ""};
   if (tls != nullptr) {
     spec.args.insert(spec.args.end(), {"--port", "0", "--tls-port", std::to_string(s->port_), "--tls-cert-file",
                                        tls->server_cert, "--tls-key-file", tls->server_key, "--tls-ca-cert-file",

@@ -44,8 +44,8 @@ class TlsEnvironment : public ::testing::Environment {
 
 std::string tls_url(const std::string& extra = "") {
   const auto& f = g_world->files;
-  return "rediss://127.0.0.1:" + std::to_string(g_world->server->port()) + "/0?ca=" + f.ca_cert + "&cert=" +
-         f.client_cert + "&key=" + f.client_key + extra;
+  return "rediss://127.0.0.1:" + std::to_string(g_world->server->port()) + "/0?ca=" + f.ca_cert +
+         "&cert=" + f.client_cert + "&key=" + f.client_key + extra;
 }
 
 StoreFixture tls_fixture() {
@@ -83,9 +83,9 @@ TEST(RedisTls, ServerCertificateFromAnotherCaIsRejected) {
   auto files = idem::test::make_tls_files(other.path(), &err);
   ASSERT_TRUE(files) << err;
   const auto& f = g_world->files;
-  auto store = idem::RedisStore::open("rediss://127.0.0.1:" + std::to_string(g_world->server->port()) + "?ca=" +
-                                      files->ca_cert + "&cert=" + f.client_cert + "&key=" + f.client_key +
-                                      "&retries=1");
+  auto store =
+      idem::RedisStore::open("rediss://127.0.0.1:" + std::to_string(g_world->server->port()) + "?ca=" + files->ca_cert +
+                             "&cert=" + f.client_cert + "&key=" + f.client_key + "&retries=1");
   ASSERT_TRUE(store.ok()) << store.error().to_string();
   idem::Status st = (*store)->ping();
   ASSERT_FALSE(st.ok());

@@ -128,7 +128,8 @@ bool tcp_ready(int port) {
 
 TempDir::TempDir(std::string_view tag) {
   const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/idem-" + std::string(tag) + "-XXXXXX";
+  std::string templ =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/idem-" + std::string(tag) + "-XXXXXX";
   if (::mkdtemp(templ.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp(" << templ << ") failed: " << std::strerror(errno);
   }

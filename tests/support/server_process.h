@@ -17,6 +17,7 @@
 //   ASSERT_TRUE(server) << err;
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -26,8 +27,6 @@
 #include <string_view>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 namespace idem::test {
 
 // servers_required() is true when IDEM_REQUIRE_SERVERS=1 (CI): a missing
@@ -36,13 +35,13 @@ bool servers_required();
 
 // IDEM_SKIP_OR_FAIL(msg) skips the current test (or suite, from
 // SetUpTestSuite) unless servers are required, in which case it fails.
-#define IDEM_SKIP_OR_FAIL(msg)                                                      \
-  do {                                                                              \
-    if (::idem::test::servers_required()) {                                         \
+#define IDEM_SKIP_OR_FAIL(msg)                                                       \
+  do {                                                                               \
+    if (::idem::test::servers_required()) {                                          \
       FAIL() << (msg) << " (IDEM_REQUIRE_SERVERS=1 turns this skip into a failure)"; \
-    } else {                                                                        \
-      GTEST_SKIP() << (msg);                                                        \
-    }                                                                               \
+    } else {                                                                         \
+      GTEST_SKIP() << (msg);                                                         \
+    }                                                                                \
   } while (0)
 
 // find_binary() returns the path of `name`: the value of the environment
@@ -89,8 +88,8 @@ struct ServerSpec {
   std::function<bool()> ready;    // optional custom readiness probe
   std::chrono::milliseconds start_timeout{15'000};
   std::chrono::milliseconds stop_grace{5'000};  // SIGTERM -> SIGKILL delay
-  std::string name = "server";    // for logs and messages
-  std::vector<std::string> env;   // extra NAME=value entries for the child
+  std::string name = "server";                  // for logs and messages
+  std::vector<std::string> env;                 // extra NAME=value entries for the child
 };
 
 class ServerProcess {

@@ -65,9 +65,9 @@ TEST_P(EnvelopeRejects, WithAnErrorNamingTheField) {
 
 INSTANTIATE_TEST_SUITE_P(
     Malformed, EnvelopeRejects,
-    ::testing::Values(BadInput{"", "not valid JSON"}, BadInput{"{", "not valid JSON"},
-                      BadInput{"[1,2]", "JSON object"}, BadInput{"{}", "event_id"},
-                      BadInput{R"({"event_id":""})", "event_id"}, BadInput{R"({"event_id":5})", "event_id"},
+    ::testing::Values(BadInput{"", "not valid JSON"}, BadInput{"{", "not valid JSON"}, BadInput{"[1,2]", "JSON object"},
+                      BadInput{"{}", "event_id"}, BadInput{R"({"event_id":""})", "event_id"},
+                      BadInput{R"({"event_id":5})", "event_id"},
                       BadInput{R"({"event_id":"e","payload":[1]})", "payload"},
                       BadInput{R"({"event_id":"e","payload":"x"})", "payload"},
                       BadInput{R"({"event_id":"e","metadata":{"a":1}})", "metadata.a"},

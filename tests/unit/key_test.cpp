@@ -50,7 +50,8 @@ TEST(Key, TooLongEmptyAndNulAreRejected) {
 }
 
 TEST(Key, CustomExtractor) {
-  KeyOptions opts{.extractor = [](const Envelope& e) { return e.metadata.count("order") ? e.metadata.at("order") : ""; }};
+  KeyOptions opts{
+      .extractor = [](const Envelope& e) { return e.metadata.count("order") ? e.metadata.at("order") : ""; }};
   Envelope e = envelope("e1");
   e.metadata["order"] = "o-1";
   auto key = build_key(e, opts);

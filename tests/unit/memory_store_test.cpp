@@ -64,10 +64,10 @@ TEST_F(MemoryStoreTest, OpenParsesUrls) {
     const char* url;
     const char* mentions;
   };
-  for (const Bad& bad : {Bad{"memroy://", "scheme"}, Bad{"memory://host", "no host"},
-                         Bad{"memory://?max_records=abc", "max_records"}, Bad{"memory://?max_records=-1", "max_records"},
-                         Bad{"memory://?max_records", "no value"}, Bad{"memory://?shards=0", "shards"},
-                         Bad{"memory://?colour=blue", "colour"}}) {
+  for (const Bad& bad :
+       {Bad{"memroy://", "scheme"}, Bad{"memory://host", "no host"}, Bad{"memory://?max_records=abc", "max_records"},
+        Bad{"memory://?max_records=-1", "max_records"}, Bad{"memory://?max_records", "no value"},
+        Bad{"memory://?shards=0", "shards"}, Bad{"memory://?colour=blue", "colour"}}) {
     Result<std::shared_ptr<Store>> s = MemoryStore::open(bad.url);
     ASSERT_FALSE(s.ok()) << bad.url;
     EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
@@ -303,9 +303,7 @@ TEST_F(MemoryStoreTest, RandomOperationsMatchAModel) {
         if (it != model.end()) model.erase(it);
         break;
       }
-      case 4:
-        ASSERT_EQ(store->get(k)->has_value(), it != model.end()) << k << " at step " << step;
-        break;
+      case 4: ASSERT_EQ(store->get(k)->has_value(), it != model.end()) << k << " at step " << step; break;
       default:
         clock_->advance(milliseconds(rng() % 3));
         if (rng() % 50 == 0) (void)store->sweep();

@@ -223,7 +223,8 @@ TEST(ProcessorAsync, CompletionFromAnotherThread) {
 
   std::promise<IdempotentEventProcessor::AsyncOutcome> replay;
   processor.process_async(
-      make_envelope("e1"), [](const Envelope&, ProcessingContext&, IdempotentEventProcessor::Completion) {
+      make_envelope("e1"),
+      [](const Envelope&, ProcessingContext&, IdempotentEventProcessor::Completion) {
         ADD_FAILURE() << "a duplicate must not run";
       },
       [&](IdempotentEventProcessor::AsyncOutcome o) { replay.set_value(std::move(o)); });

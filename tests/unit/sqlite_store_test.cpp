@@ -182,8 +182,8 @@ TEST_F(SqliteStoreTest, ReadOnlyFileIsKUnavailable) {
   { auto store = open_ok(); }
   // root ignores file modes, so when running as root the check runs in a
   // child that drops to an unprivileged user.
-  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                            fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                            fs::perms::others_exec);
   for (const char* suffix : {"", "-wal", "-shm"}) {
     std::error_code ec;
     fs::permissions(path_ + suffix, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);

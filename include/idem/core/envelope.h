@@ -19,9 +19,9 @@
 namespace idem {
 
 struct Envelope {
-  std::string event_id{};    // required, non-empty
-  std::string event_type{};  // optional
-  std::string source{};      // optional
+  std::string event_id{};     // required, non-empty
+  std::string event_type{};   // optional
+  std::string source{};       // optional
   std::string occurred_at{};  // RFC 3339 when present, e.g. "2026-11-28T07:49:58Z"
   // The payload as canonical JSON text (object keys sorted, no whitespace),
   // "{}" when absent. Canonical so that the fingerprint does not depend on
@@ -40,9 +40,7 @@ struct Envelope {
 
   // effective_key() is idempotency_key when set, otherwise event_id: the
   // behaviour of the original design, where the event id was the key.
-  const std::string& effective_key() const noexcept {
-    return idempotency_key ? *idempotency_key : event_id;
-  }
+  const std::string& effective_key() const noexcept { return idempotency_key ? *idempotency_key : event_id; }
 
   // payload_fingerprint() is the hex SHA-256 (first 128 bits) of the
   // canonical payload: equal payloads give equal fingerprints.

@@ -50,9 +50,7 @@ class Error {
 
   // retryable() is true when the same call may succeed later without any
   // change by the caller (the store was down or slow).
-  bool retryable() const noexcept {
-    return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout;
-  }
+  bool retryable() const noexcept { return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout; }
 
   // "unavailable: sqlite: database is locked" — for logs and exceptions.
   std::string to_string() const;

@@ -37,10 +37,10 @@ struct HandlerOptions {
 
 // What a guarded execution did.
 enum class Disposition : std::uint8_t {
-  kExecuted,    // the handler ran now and its result was stored
-  kReplayed,    // a duplicate of a completed event: the cached result
-  kInProgress,  // a duplicate while the original still runs (after any wait)
-  kUnprotected, // store down, fail-open: the handler ran without a claim
+  kExecuted,     // the handler ran now and its result was stored
+  kReplayed,     // a duplicate of a completed event: the cached result
+  kInProgress,   // a duplicate while the original still runs (after any wait)
+  kUnprotected,  // store down, fail-open: the handler ran without a claim
 };
 
 struct ProcessResult {
@@ -97,7 +97,7 @@ std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handl
 // returned function is thread-safe when the handler is, and cheap to copy.
 template <typename F>
 std::function<std::optional<std::string>(const Envelope&)> idempotent_event_handler(F handler,
-                                                                                   HandlerOptions options = {}) {
+                                                                                    HandlerOptions options = {}) {
   return detail::make_idempotent_handler(detail::adapt_handler(std::move(handler)), std::move(options));
 }
 

@@ -34,11 +34,11 @@ struct ClaimObservation {
 
 // HandlerOutcome is how a handler execution ended.
 enum class HandlerOutcome : std::uint8_t {
-  kCompleted,          // result stored
-  kFailedRetryable,    // error stored, next delivery runs again
-  kFailedTerminal,     // error stored and replayed to duplicates
-  kLeaseLost,          // a newer owner took over; nothing stored
-  kAbandoned,          // guard left without completion: FAILED, retryable
+  kCompleted,        // result stored
+  kFailedRetryable,  // error stored, next delivery runs again
+  kFailedTerminal,   // error stored and replayed to duplicates
+  kLeaseLost,        // a newer owner took over; nothing stored
+  kAbandoned,        // guard left without completion: FAILED, retryable
 };
 std::string_view to_string(HandlerOutcome outcome) noexcept;
 

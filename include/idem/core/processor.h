@@ -168,9 +168,9 @@ class IdempotentEventProcessor {
   // The outcome reported to an async caller.
   struct AsyncOutcome {
     ClaimStatus status = ClaimStatus::kAcquired;  // kAcquired: the handler ran now
-    std::optional<std::string> result{};            // fresh or cached
-    std::optional<std::string> error{};             // handler or stored error
-    std::exception_ptr exception{};                 // set when the handler threw or store failed
+    std::optional<std::string> result{};          // fresh or cached
+    std::optional<std::string> error{};           // handler or stored error
+    std::exception_ptr exception{};               // set when the handler threw or store failed
   };
   using AsyncHandler = std::function<void(const Envelope&, ProcessingContext&, Completion)>;
   using AsyncCallback = std::function<void(AsyncOutcome)>;

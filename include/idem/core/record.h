@@ -39,7 +39,7 @@ struct IdempotencyRecord {
   ProcessingStatus status = ProcessingStatus::kProcessing;
   std::optional<std::string> result{};  // the handler's result (usually JSON)
   std::optional<std::string> error{};   // the failure message, when FAILED
-  bool retryable = true;  // for FAILED: may the next delivery run again?
+  bool retryable = true;                // for FAILED: may the next delivery run again?
   Timestamp first_seen_at{};
   std::optional<Timestamp> completed_at{};
   std::uint32_t attempt = 0;  // how many times the key was claimed

@@ -59,12 +59,12 @@ struct FailRequest {
 };
 
 struct ScanOptions {
-  std::string cursor{};  // empty: start; pass ScanPage::next_cursor to continue
+  std::string cursor{};                      // empty: start; pass ScanPage::next_cursor to continue
   std::optional<ProcessingStatus> status{};  // only records with this status
   // Only records first seen at least this long ago. 0 means any age.
   std::chrono::milliseconds older_than{0};
   std::size_t limit = 100;  // page size hint; a page may hold fewer
-  std::string prefix{};       // only keys starting with this; empty: all
+  std::string prefix{};     // only keys starting with this; empty: all
 };
 
 struct ScanPage {

@@ -20,8 +20,6 @@
 //   round-robin, and drops what has expired there, so memory stays bounded by
 //   what is live plus what expired within about one pass over the table,
 //   without a sweeper thread.
-#include "idem/stores/memory.h"
-
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -36,6 +34,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "idem/stores/memory.h"
 
 namespace idem {
 namespace {
@@ -491,9 +491,7 @@ class MemoryStoreImpl final : public Store {
     return shard_bits_ == 0 ? 0 : hash >> (std::numeric_limits<std::size_t>::digits - shard_bits_);
   }
 
-  Token next_token(Shard& shard, std::size_t index) const noexcept {
-    return (++shard.counter << shard_bits_) | index;
-  }
+  Token next_token(Shard& shard, std::size_t index) const noexcept { return (++shard.counter << shard_bits_) | index; }
 
   ClaimOutcome acquire(Shard& shard, std::size_t index, Slot& slot, const ClaimRequest& req, Timestamp now,
                        AcquireKind kind) {
@@ -523,8 +521,7 @@ class MemoryStoreImpl final : public Store {
     } else if (e.status == ProcessingStatus::kProcessing && e.lease_expires_at > now) {
       out.status = ClaimStatus::kInProgress;
     } else {
-      const AcquireKind kind =
-          e.status == ProcessingStatus::kProcessing ? AcquireKind::kTakeover : AcquireKind::kRetry;
+      const AcquireKind kind = e.status == ProcessingStatus::kProcessing ? AcquireKind::kTakeover : AcquireKind::kRetry;
       e.status = ProcessingStatus::kProcessing;
       ++e.attempt;
       e.retryable = true;
@@ -623,8 +620,8 @@ Result<std::shared_ptr<Store>> MemoryStore::open(std::string_view url) {
       std::size_t number = 0;
       auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
       if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
-        return bad_url(url, "'" + std::string(name) + "' must be a non-negative integer, got '" + std::string(value) +
-                                "'");
+        return bad_url(url,
+                       "'" + std::string(name) + "' must be a non-negative integer, got '" + std::string(value) + "'");
       }
       if (name == "max_records") {
         options.max_records = number;

@@ -63,10 +63,8 @@ Error map_error(Failure failure, std::string_view detail) {
     case Failure::kReset:
     case Failure::kTls:
     case Failure::kCircuitOpen:
-    case Failure::kNotConfirmed:
-      return Error(ErrorCode::kUnavailable, std::move(msg));
-    case Failure::kTimeout:
-      return Error(ErrorCode::kTimeout, std::move(msg));
+    case Failure::kNotConfirmed: return Error(ErrorCode::kUnavailable, std::move(msg));
+    case Failure::kTimeout: return Error(ErrorCode::kTimeout, std::move(msg));
     case Failure::kServerReply:
       if (is_retryable_reply(detail)) return Error(ErrorCode::kUnavailable, std::move(msg));
       if (detail.starts_with("NOAUTH") || detail.starts_with("WRONGPASS") || detail.starts_with("NOPERM")) {
@@ -75,8 +73,7 @@ Error map_error(Failure failure, std::string_view detail) {
       return Error(ErrorCode::kInternal, std::move(msg));
     case Failure::kProtocol:
     case Failure::kUnexpected:
-    default:
-      return Error(ErrorCode::kInternal, std::move(msg));
+    default: return Error(ErrorCode::kInternal, std::move(msg));
   }
 }
 
@@ -109,9 +106,7 @@ void append_command_impl(std::string& out, const Range& args) {
 }
 }  // namespace
 
-void append_command(std::string& out, std::initializer_list<std::string_view> args) {
-  append_command_impl(out, args);
-}
+void append_command(std::string& out, std::initializer_list<std::string_view> args) { append_command_impl(out, args); }
 void append_command(std::string& out, const std::vector<std::string_view>& args) { append_command_impl(out, args); }
 
 // ---------------------------------------------------------------------------
@@ -325,7 +320,8 @@ class Socket {
     const std::string& name = opt.sni.empty() ? host : opt.sni;
     in6_addr addr6{};
     in_addr addr4{};
-    const bool is_ip = ::inet_pton(AF_INET, name.c_str(), &addr4) == 1 || ::inet_pton(AF_INET6, name.c_str(), &addr6) == 1;
+    const bool is_ip =
+        ::inet_pton(AF_INET, name.c_str(), &addr4) == 1 || ::inet_pton(AF_INET6, name.c_str(), &addr6) == 1;
     if (!is_ip) {
       // SSL_set_tlsext_host_name() is a macro with a C cast; call what it expands to.
       SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(name.c_str()));

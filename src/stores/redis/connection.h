@@ -42,16 +42,16 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 // What went wrong, before it becomes an idem::Error in map_error().
 enum class Failure : std::uint8_t {
-  kResolve,        // host name did not resolve
-  kRefused,        // connection refused / unreachable
-  kReset,          // connection reset or closed by the server
-  kTimeout,        // deadline passed
-  kTls,            // TLS handshake or certificate verification failed
-  kProtocol,       // the server sent something that is not RESP
-  kServerReply,    // an -ERR style reply; detail is the reply text
-  kUnexpected,     // a well-formed reply of the wrong shape
-  kCircuitOpen,    // failed fast, no I/O attempted
-  kNotConfirmed,   // WAIT did not reach the requested replicas
+  kResolve,       // host name did not resolve
+  kRefused,       // connection refused / unreachable
+  kReset,         // connection reset or closed by the server
+  kTimeout,       // deadline passed
+  kTls,           // TLS handshake or certificate verification failed
+  kProtocol,      // the server sent something that is not RESP
+  kServerReply,   // an -ERR style reply; detail is the reply text
+  kUnexpected,    // a well-formed reply of the wrong shape
+  kCircuitOpen,   // failed fast, no I/O attempted
+  kNotConfirmed,  // WAIT did not reach the requested replicas
 };
 
 // map_error() is the one place where Redis failures become idem errors:
@@ -110,8 +110,7 @@ class Connection {
 
   // roundtrip() writes `out` (holding `n` commands) and reads n replies.
   // Any error leaves the connection unusable (the caller drops it).
-  Status roundtrip(std::string_view out, std::size_t n, std::vector<ReplyPtr>& replies, Deadline deadline,
-                   bool* sent);
+  Status roundtrip(std::string_view out, std::size_t n, std::vector<ReplyPtr>& replies, Deadline deadline, bool* sent);
 
  private:
   Connection(std::unique_ptr<Socket> socket, redisReader* reader);

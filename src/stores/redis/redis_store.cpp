@@ -3,8 +3,8 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cstring>
 #include <map>
@@ -22,13 +22,12 @@ namespace idem {
 namespace {
 
 namespace rd = redis_detail;
-using std::chrono::milliseconds;
 using rd::Failure;
 using rd::map_error;
 using rd::ReplyPtr;
+using std::chrono::milliseconds;
 
 constexpr std::size_t kSlots = 16384;
-
 
 std::string sha1_hex(std::string_view text) {
   std::array<unsigned char, SHA_DIGEST_LENGTH> md{};
@@ -72,8 +71,9 @@ std::string to_dec_u(std::uint64_t value) {
 }
 
 std::string_view reply_text(const redisReply* r) {
-  if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS &&
-                       r->type != REDIS_REPLY_ERROR) || r->str == nullptr) {
+  if (r == nullptr ||
+      (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_ERROR) ||
+      r->str == nullptr) {
     return {};
   }
   return std::string_view(r->str, r->len);
@@ -98,7 +98,9 @@ bool text_int(std::string_view text, long long& out) {
   return ec == std::errc() && ptr == text.data() + text.size();
 }
 
-Error bad_reply(std::string_view what) { return map_error(Failure::kUnexpected, "unexpected reply: " + std::string(what)); }
+Error bad_reply(std::string_view what) {
+  return map_error(Failure::kUnexpected, "unexpected reply: " + std::string(what));
+}
 
 Timestamp ms_to_ts(long long ms) { return Timestamp(milliseconds(ms)); }
 
@@ -106,7 +108,8 @@ Timestamp ms_to_ts(long long ms) { return Timestamp(milliseconds(ms)); }
 // value is not a well-formed record (never trusts a length it was given).
 Result<IdempotencyRecord> parse_record(std::string_view key, long long expire_at_ms, std::string_view v) {
   auto corrupt = [&](std::string_view why) {
-    return Error(ErrorCode::kCorrupt, "redis: record '" + std::string(key) + "' cannot be decoded: " + std::string(why));
+    return Error(ErrorCode::kCorrupt,
+                 "redis: record '" + std::string(key) + "' cannot be decoded: " + std::string(why));
   };
   std::size_t pos = 0;
   // next() returns the text up to `sep` and moves past it.
@@ -202,7 +205,8 @@ std::uint16_t crc16(std::string_view data) {
     const auto c = static_cast<unsigned char>(ch);
     crc = static_cast<std::uint16_t>(crc ^ (c << 8));
     for (int i = 0; i < 8; ++i) {
-      crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021) : static_cast<std::uint16_t>(crc << 1);
+      crc =
+          (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021) : static_cast<std::uint16_t>(crc << 1);
     }
   }
   return crc;
@@ -324,11 +328,11 @@ struct Call {
   const Script* script = nullptr;  // nullptr: `args` is the whole command
   std::string_view key;            // routing key (scripts); empty: use `node`
   std::vector<std::string_view> args;
-  bool wait = false;                // WAIT follows the script (claims)
-  std::array<std::string, 3> own;   // storage for formatted numbers
-  Node* node = nullptr;             // set by routing, or preset for plain commands
-  bool asking = false;              // ASKING precedes the command (Cluster ASK)
-  bool use_eval = false;            // NOSCRIPT seen: send the body
+  bool wait = false;               // WAIT follows the script (claims)
+  std::array<std::string, 3> own;  // storage for formatted numbers
+  Node* node = nullptr;            // set by routing, or preset for plain commands
+  bool asking = false;             // ASKING precedes the command (Cluster ASK)
+  bool use_eval = false;           // NOSCRIPT seen: send the body
 };
 
 struct CallReply {
@@ -354,9 +358,12 @@ class RedisStoreImpl final : public Store {
         tls_(std::move(tls)),
         breaker_(options_.circuit_breaker, options_.on_circuit_change),
         // complete and fail share one script (index 1 and 2).
-        scripts_{make_script(rd::kClaimScript, rd::kClaimFastPath), plain_script(rd::kFinishScript),
-                 plain_script(rd::kFinishScript), make_script(rd::kExtendScript),
-                 make_script(rd::kCheckpointScript), plain_script(rd::kGetScript)} {
+        scripts_{make_script(rd::kClaimScript, rd::kClaimFastPath),
+                 plain_script(rd::kFinishScript),
+                 plain_script(rd::kFinishScript),
+                 make_script(rd::kExtendScript),
+                 make_script(rd::kCheckpointScript),
+                 plain_script(rd::kGetScript)} {
     // Every new connection authenticates, selects the db and loads the
     // scripts in one pipelined round trip, so NOSCRIPT is rare (SCRIPT FLUSH).
     if (!options_.password.empty()) {
@@ -482,15 +489,16 @@ class RedisStoreImpl final : public Store {
 
   Result<std::optional<IdempotencyRecord>> get(std::string_view key) override {
     if (Status st = check_key(key); !st) return std::move(st).error();
-    return resilient<std::optional<IdempotencyRecord>>(
-        true, [&](Attempt& at) -> Result<std::optional<IdempotencyRecord>> {
-          std::vector<Call> calls(1);
-          calls[0].script = script(5);
-          calls[0].key = key;
-          std::vector<CallReply> replies;
-          if (Status st = run(calls, replies, at); !st) return std::move(st).error();
-          return parse_get(key, replies[0].main.get(), at);
-        });
+    return resilient<std::optional<IdempotencyRecord>>(true,
+                                                       [&](Attempt& at) -> Result<std::optional<IdempotencyRecord>> {
+                                                         std::vector<Call> calls(1);
+                                                         calls[0].script = script(5);
+                                                         calls[0].key = key;
+                                                         std::vector<CallReply> replies;
+                                                         if (Status st = run(calls, replies, at); !st)
+                                                           return std::move(st).error();
+                                                         return parse_get(key, replies[0].main.get(), at);
+                                                       });
   }
 
   Result<bool> remove(std::string_view key) override {
@@ -543,12 +551,8 @@ class RedisStoreImpl final : public Store {
               st.oldest_processing = std::move(rec);
             }
             break;
-          case ProcessingStatus::kCompleted:
-            ++st.completed;
-            break;
-          case ProcessingStatus::kFailed:
-            ++st.failed;
-            break;
+          case ProcessingStatus::kCompleted: ++st.completed; break;
+          case ProcessingStatus::kFailed: ++st.failed; break;
         }
       }
       if (page->next_cursor.empty()) break;
@@ -709,20 +713,15 @@ class RedisStoreImpl final : public Store {
                                                 "; another worker owns the key now, do not retry");
       };
       switch (code) {
-        case 1:
-          return Unit{};
-        case 0:
-          return lost("the record no longer exists");
-        case -1:
-          return lost("the fencing token is stale");
+        case 1: return Unit{};
+        case 0: return lost("the record no longer exists");
+        case -1: return lost("the fencing token is stale");
         case -2:
           // Our own earlier try got through but its reply was lost.
           if (at.number > 1) return Unit{};
           return lost("the record is no longer PROCESSING");
-        case -3:
-          return lost("the record is no longer PROCESSING");
-        default:
-          return bad_reply(what);
+        case -3: return lost("the record is no longer PROCESSING");
+        default: return bad_reply(what);
       }
     });
     if (!r) return std::move(r).error();
@@ -775,11 +774,12 @@ class RedisStoreImpl final : public Store {
         connector = [this] { return connect_via_sentinel(); };
       } else {
         connector = [this, ep] {
-          return rd::Connection::connect(ep, tls_.get(), options_.connect_timeout, options_.command_timeout,
-                                         handshake_, handshake_n_);
+          return rd::Connection::connect(ep, tls_.get(), options_.connect_timeout, options_.command_timeout, handshake_,
+                                         handshake_n_);
         };
       }
-      node->channels.push_back(std::make_unique<rd::Channel>(std::move(connector), options_.command_timeout, &counters_));
+      node->channels.push_back(
+          std::make_unique<rd::Channel>(std::move(connector), options_.command_timeout, &counters_));
     }
     return node;
   }
@@ -811,7 +811,8 @@ class RedisStoreImpl final : public Store {
       long long port = 0;
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !reply_int(r->element[1], port) || port <= 0 ||
           port > 65535) {
-        last = "sentinel " + s.host + ":" + std::to_string(s.port) + " does not know master '" + options_.master_name + "'";
+        last = "sentinel " + s.host + ":" + std::to_string(s.port) + " does not know master '" + options_.master_name +
+               "'";
         continue;
       }
       RedisEndpoint master{std::string(reply_text(r->element[0])), static_cast<std::uint16_t>(port)};

@@ -10,8 +10,17 @@ namespace idem {
 namespace {
 
 Error bad_url(std::string_view url, std::string_view why) {
-  // Never echo the URL back when it may carry a password.
-  std::string shown(url.substr(0, url.find('@') == std::string_view::npos ? url.size() : 0));
+  // Echo the URL to help the operator, but never a password: the query
+  // (which may hold sentinel_password) is left out, and a URL with user info
+  // anywhere is shown as its scheme only, since a malformed one cannot be
+  // split reliably into secret and non-secret parts.
+  std::string shown;
+  if (url.find('@') != std::string_view::npos) {
+    const auto scheme_end = url.find("://");
+    if (scheme_end != std::string_view::npos) shown.assign(url.substr(0, scheme_end)).append("://(credentials hidden)");
+  } else {
+    shown.assign(url.substr(0, url.find('?')));
+  }
   std::string msg = "redis: invalid store URL";
   if (!shown.empty()) msg += " '" + shown + "'";
   msg += ": ";
@@ -87,7 +96,6 @@ std::vector<std::string_view> split(std::string_view text, char sep) {
 }
 
 }  // namespace
-
 
 Status RedisStoreOptions::validate() const {
   auto invalid = [](std::string msg) { return Status(Error(ErrorCode::kInvalidArgument, "redis: " + msg)); };

@@ -59,10 +59,11 @@ CREATE TABLE IF NOT EXISTS records (
 )sql";
 
 inline constexpr std::string_view kReadSchemaVersion = "SELECT value FROM meta WHERE name = 'schema_version'";
-inline constexpr std::string_view kHasMeta = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'";
+inline constexpr std::string_view kHasMeta =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'";
 
 // The record columns in the order read by every SELECT below.
-#define IDEM_SQLITE_RECORD_COLUMNS                                                                              \
+#define IDEM_SQLITE_RECORD_COLUMNS                                                                             \
   "key, event_id, event_type, status, result, error, retryable, first_seen_at, completed_at, attempt, token, " \
   "lease_expires_at, fingerprint, expires_at, checkpoint_name, checkpoint_data"
 
@@ -164,8 +165,7 @@ WHERE key = ?1 AND token = ?2 AND status = 'PROCESSING' AND expires_at > ?4
 
 inline constexpr std::string_view kReadFloor = "SELECT value FROM meta WHERE name = 'token_floor'";
 inline constexpr std::string_view kDelete = "DELETE FROM records WHERE key = ?1 RETURNING token, expires_at";
-inline constexpr std::string_view kRaiseFloor =
-    "UPDATE meta SET value = max(value, ?1) WHERE name = 'token_floor'";
+inline constexpr std::string_view kRaiseFloor = "UPDATE meta SET value = max(value, ?1) WHERE name = 'token_floor'";
 
 // One sweep batch: ?1 now, ?2 batch size. Batches keep the write lock short
 // so that claims from other processes are not stalled by a large sweep.
@@ -185,7 +185,8 @@ ORDER BY key LIMIT ?7
 
 inline constexpr std::string_view kCountByStatus =
     "SELECT status, count(*) FROM records WHERE expires_at > ?1 GROUP BY status";
-inline constexpr std::string_view kOldestProcessing = "SELECT " IDEM_SQLITE_RECORD_COLUMNS
+inline constexpr std::string_view kOldestProcessing =
+    "SELECT " IDEM_SQLITE_RECORD_COLUMNS
     " FROM records WHERE status = 'PROCESSING' AND expires_at > ?1 ORDER BY first_seen_at, key LIMIT 1";
 inline constexpr std::string_view kFileSize =
     "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";

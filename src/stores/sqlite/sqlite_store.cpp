@@ -10,8 +10,6 @@
 // - A pool of connections, each used by one thread at a time, with its
 //   statements prepared once and kept: preparing costs more than running.
 // - SQLite error codes are translated in one function, sqlite_error().
-#include "idem/stores/sqlite.h"
-
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -28,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "idem/stores/sqlite.h"
 #include "stores/sqlite/sql.h"
 
 namespace idem {
@@ -68,8 +67,9 @@ Error sqlite_error(sqlite3* db, int rc, std::string_view what, std::string_view 
     case SQLITE_PERM:
     case SQLITE_AUTH:
       code = ErrorCode::kUnavailable;
-      advice = "the database is read-only for this process; make the file, its directory and its -wal/-shm files "
-               "writable by this user, or choose another path";
+      advice =
+          "the database is read-only for this process; make the file, its directory and its -wal/-shm files "
+          "writable by this user, or choose another path";
       break;
     case SQLITE_IOERR:
     case SQLITE_FULL:
@@ -82,15 +82,15 @@ Error sqlite_error(sqlite3* db, int rc, std::string_view what, std::string_view 
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
       code = ErrorCode::kCorrupt;
-      advice = "the file is not an Idem SQLite database or is damaged; move it away (or restore a backup) and "
-               "restart";
+      advice =
+          "the file is not an Idem SQLite database or is damaged; move it away (or restore a backup) and "
+          "restart";
       break;
     case SQLITE_TOOBIG:
       code = ErrorCode::kInvalidArgument;
       advice = "a value exceeds SQLite's size limit; store a smaller result";
       break;
-    default:
-      break;
+    default: break;
   }
   msg += " (";
   msg += advice;
@@ -207,8 +207,7 @@ class StmtUse {
   }
   void bind_blob(int i, std::string_view bytes) noexcept {
     if (!fits(bytes)) return;
-    check(sqlite3_bind_blob(s_, i, bytes.empty() ? "" : bytes.data(), static_cast<int>(bytes.size()),
-                            SQLITE_STATIC));
+    check(sqlite3_bind_blob(s_, i, bytes.empty() ? "" : bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC));
   }
   void bind(int i, std::int64_t v) noexcept { check(sqlite3_bind_int64(s_, i, v)); }
   void bind_null(int i) noexcept { check(sqlite3_bind_null(s_, i)); }
@@ -618,8 +617,7 @@ class SqliteStoreImpl final : public Store {
     Connection& c = **lease;
     const Timestamp now = clock_->now();
     const std::size_t limit = options.limit == 0 ? 100 : options.limit;
-    const std::optional<std::string> upper =
-        options.prefix.empty() ? std::nullopt : prefix_upper_bound(options.prefix);
+    const std::optional<std::string> upper = options.prefix.empty() ? std::nullopt : prefix_upper_bound(options.prefix);
     Result<sqlite3_stmt*> st = c.stmt(Stmt::kScan);
     if (!st) return std::move(st).error();
     StmtUse use(*st);
@@ -984,8 +982,9 @@ Error bad_url(std::string_view url, std::string_view why) {
   msg.append(url);
   msg += "': ";
   msg.append(why);
-  msg += " (expected sqlite:///absolute/path.db or sqlite://relative/path.db, optional "
-         "?busy_timeout_ms=N&fsync=full|normal&max_connections=N)";
+  msg +=
+      " (expected sqlite:///absolute/path.db or sqlite://relative/path.db, optional "
+      "?busy_timeout_ms=N&fsync=full|normal&max_connections=N)";
   return Error(ErrorCode::kInvalidArgument, std::move(msg));
 }
 
