@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "idem/core/processor.h"
 #include "idem/stores/redis.h"
 #include "integration/redis_support.h"
 
@@ -155,6 +156,68 @@ TEST_F(RedisFault, KilledMidStreamThenRestarted) {
   auto fresh = store->claim(claim_req("idempotency:events:after-restart"));
   ASSERT_TRUE(fresh.ok()) << fresh.error().to_string();
   EXPECT_TRUE(fresh->acquired());
+}
+
+// The same crash through the guard, as a service uses it: with the default
+// fail-closed policy a handler body never runs unless its claim reached
+// Redis. Every key whose handler ran must therefore have a record after the
+// restart (AOF with fsync always), and the outage must surface as
+// StoreUnavailableError from process(), never as a silent run.
+TEST_F(RedisFault, GuardNeverRunsAHandlerWithoutAClaimAcrossACrash) {
+  std::string err;
+  auto server = RedisServer::start({"--appendonly", "yes", "--appendfsync", "always"}, &err);
+  ASSERT_TRUE(server) << err;
+  auto store = must_open(server->url() + "?command_timeout_ms=500&connect_timeout_ms=500&breaker_threshold=0");
+  ASSERT_TRUE(store);
+  auto checker = std::make_shared<idem::IdempotencyChecker>(store, idem::CheckerOptions{.lease = 10s});
+  idem::IdempotentEventProcessor processor(checker, {.heartbeat = false});
+
+  std::mutex mutex;
+  std::vector<std::string> ran;  // store keys whose handler body ran
+  std::atomic<int> unavailable{0};
+  std::atomic<int> unexpected{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        idem::Envelope envelope;
+        envelope.event_id = "guard-" + std::to_string(t) + "-" + std::to_string(i);
+        try {
+          auto ctx = processor.process(envelope);
+          if (!ctx.should_process()) continue;
+          {
+            std::lock_guard lock(mutex);
+            ran.push_back(ctx.key());
+          }
+          ctx.mark_completed("done");
+        } catch (const idem::StoreUnavailableError&) {
+          unavailable.fetch_add(1);
+          std::this_thread::sleep_for(5ms);
+        } catch (...) {
+          unexpected.fetch_add(1);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);
+  server->process().kill();
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(server->process().restart(&err)) << err;
+  std::this_thread::sleep_for(300ms);
+  stop.store(true);
+  for (auto& w : workers) w.join();
+
+  EXPECT_GT(unavailable.load(), 0) << "the outage must reach the caller as StoreUnavailableError";
+  EXPECT_EQ(unexpected.load(), 0);
+  ASSERT_FALSE(ran.empty());
+  int without_record = 0;
+  for (const std::string& key : ran) {
+    auto record = store->get(key);
+    ASSERT_TRUE(record.ok()) << record.error().to_string();
+    if (!record->has_value()) ++without_record;
+  }
+  EXPECT_EQ(without_record, 0) << "handlers ran for keys whose claim never reached Redis";
 }
 
 // ---------------------------------------------------------------------------
