@@ -128,23 +128,6 @@ std::string format_duration(std::chrono::milliseconds duration) {
   return sign + buffer.data();
 }
 
-std::string format_time(Timestamp time) {
-  const auto ms_total = time.time_since_epoch().count();
-  auto seconds = static_cast<std::time_t>(ms_total / 1000);
-  auto ms = ms_total % 1000;
-  if (ms < 0) {
-    ms += 1000;
-    --seconds;
-  }
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  std::array<char, 40> buffer{};
-  const std::size_t n = std::strftime(buffer.data(), buffer.size(), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::array<char, 8> frac{};
-  std::snprintf(frac.data(), frac.size(), ".%03dZ", static_cast<int>(ms));
-  return std::string(buffer.data(), n) + frac.data();
-}
-
 Timestamp now() { return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()); }
 
 bool stdin_is_tty() { return ::isatty(STDIN_FILENO) == 1; }
@@ -171,15 +154,15 @@ nlohmann::json record_to_json(const IdempotencyRecord& record, Timestamp now) {
   out["result"] = record.result ? json(*record.result) : json(nullptr);
   out["error"] = record.error ? json(*record.error) : json(nullptr);
   out["retryable"] = record.retryable;
-  out["first_seen_at"] = format_time(record.first_seen_at);
-  out["completed_at"] = record.completed_at ? json(format_time(*record.completed_at)) : json(nullptr);
+  out["first_seen_at"] = format_rfc3339(record.first_seen_at);
+  out["completed_at"] = record.completed_at ? json(format_rfc3339(*record.completed_at)) : json(nullptr);
   out["age_ms"] = (now - record.first_seen_at).count();
   json lease;
   lease["state"] = std::string(lease_state(record, now));
-  lease["expires_at"] = format_time(record.lease_expires_at);
+  lease["expires_at"] = format_rfc3339(record.lease_expires_at);
   lease["remaining_ms"] = std::max<std::int64_t>(0, (record.lease_expires_at - now).count());
   out["lease"] = std::move(lease);
-  out["expires_at"] = format_time(record.expires_at);
+  out["expires_at"] = format_rfc3339(record.expires_at);
   out["ttl_remaining_ms"] = std::max<std::int64_t>(0, (record.expires_at - now).count());
   out["fingerprint"] = record.fingerprint;
   if (record.checkpoint) {
@@ -212,10 +195,11 @@ std::string record_to_text(const IdempotencyRecord& record, Timestamp now) {
   line("event", record.event_id + (record.event_type.empty() ? "" : " (" + record.event_type + ")"));
   line("attempt", std::to_string(record.attempt) + "   token " + std::to_string(record.token));
   line("lease", lease_summary(record, now));
-  line("first seen", format_time(record.first_seen_at) + " (" + format_duration(now - record.first_seen_at) + " ago)");
-  line("completed", record.completed_at ? format_time(*record.completed_at) : "-");
+  line("first seen",
+       format_rfc3339(record.first_seen_at) + " (" + format_duration(now - record.first_seen_at) + " ago)");
+  line("completed", record.completed_at ? format_rfc3339(*record.completed_at) : "-");
   const auto ttl = record.expires_at - now;
-  line("expires", format_time(record.expires_at) + " (in " + format_duration(ttl) + ")");
+  line("expires", format_rfc3339(record.expires_at) + " (in " + format_duration(ttl) + ")");
   line("result", record.result ? *record.result : "-");
   line("error", record.error ? *record.error : "-");
   line("fingerprint", record.fingerprint.empty() ? "- (payload not checked)" : record.fingerprint);

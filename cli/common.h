@@ -74,8 +74,6 @@ std::string validate_duration(const std::string& text);
 
 // "1.5s", "2m05s", "3h04m", "2d03h"; "-" prefix for negatives.
 std::string format_duration(std::chrono::milliseconds duration);
-// RFC 3339 in UTC with milliseconds: "2026-11-28T07:49:58.123Z".
-std::string format_time(Timestamp time);
 
 Timestamp now();
 

@@ -1,9 +1,30 @@
 #include "idem/core/record.h"
 
+#include <array>
+#include <cstdio>
+#include <ctime>
+
 #include "idem/core/clock.h"
 #include "idem/core/observer.h"
 
 namespace idem {
+
+std::string format_rfc3339(Timestamp time) {
+  const auto ms_total = time.time_since_epoch().count();
+  auto seconds = static_cast<std::time_t>(ms_total / 1000);
+  auto ms = ms_total % 1000;
+  if (ms < 0) {  // before 1970: floor, so the fraction stays positive
+    ms += 1000;
+    --seconds;
+  }
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  std::array<char, 40> buffer{};
+  const std::size_t n = std::strftime(buffer.data(), buffer.size(), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::array<char, 8> fraction{};
+  std::snprintf(fraction.data(), fraction.size(), ".%03dZ", static_cast<int>(ms));
+  return std::string(buffer.data(), n) + fraction.data();
+}
 
 std::string_view to_string(ProcessingStatus status) noexcept {
   switch (status) {

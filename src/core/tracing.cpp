@@ -75,16 +75,7 @@ class LogLine {
 
  private:
   static std::string now_rfc3339() {
-    const auto now = std::chrono::system_clock::now();
-    const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&seconds, &tm);
-    std::array<char, 40> buffer{};
-    const std::size_t n = std::strftime(buffer.data(), buffer.size(), "%Y-%m-%dT%H:%M:%S", &tm);
-    std::array<char, 8> frac{};
-    std::snprintf(frac.data(), frac.size(), ".%03dZ", static_cast<int>(ms));
-    return std::string(buffer.data(), n) + frac.data();
+    return format_rfc3339(std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()));
   }
 
   void separator() {
@@ -243,16 +234,7 @@ std::string_view outcome_name(const ClaimOutcome* outcome) noexcept {
   return "unknown";
 }
 
-std::string_view outcome_name(HandlerOutcome outcome) noexcept {
-  switch (outcome) {
-    case HandlerOutcome::kCompleted: return "completed";
-    case HandlerOutcome::kFailedRetryable: return "failed_retryable";
-    case HandlerOutcome::kFailedTerminal: return "failed_terminal";
-    case HandlerOutcome::kLeaseLost: return "lease_lost";
-    case HandlerOutcome::kAbandoned: return "abandoned";
-  }
-  return "unknown";
-}
+std::string_view outcome_name(HandlerOutcome outcome) noexcept { return to_string(outcome); }
 
 void annotate_claim(SpanScope& span, const ClaimObservation& observation) {
   span.set_attribute(kMessagingMessageId, observation.event_id);

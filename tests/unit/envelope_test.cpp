@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "idem/core/record.h"
+
 namespace idem {
 namespace {
 
@@ -94,6 +96,14 @@ TEST(Rfc3339, AcceptsAndRejects) {
   EXPECT_FALSE(is_rfc3339("2026-11-28T07:49:58.Z"));
   EXPECT_FALSE(is_rfc3339("2026-11-28T07:49:58Zjunk"));
   EXPECT_FALSE(is_rfc3339(""));
+}
+
+TEST(Rfc3339, FormatsUtcWithMillisecondsAndParsesBack) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(format_rfc3339(Timestamp(milliseconds(0))), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(format_rfc3339(Timestamp(milliseconds(-1))), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(format_rfc3339(Timestamp(milliseconds(1'764'316'198'123))), "2025-11-28T07:49:58.123Z");
+  EXPECT_TRUE(is_rfc3339(format_rfc3339(Timestamp(milliseconds(1'764'316'198'123)))));
 }
 
 TEST(Sha256, KnownVector) {

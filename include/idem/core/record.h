@@ -16,6 +16,10 @@ namespace idem {
 // processes (and, for network stores, hosts), so a steady clock cannot be used.
 using Timestamp = std::chrono::sys_time<std::chrono::milliseconds>;
 
+// format_rfc3339() writes `time` as UTC with milliseconds,
+// e.g. "2026-11-28T07:49:58.123Z".
+std::string format_rfc3339(Timestamp time);
+
 // Fencing token: strictly increasing per key across every life of the key.
 using Token = std::uint64_t;
 

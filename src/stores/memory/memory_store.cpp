@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/url_query.h"
 #include "idem/stores/memory.h"
 
 namespace idem {
@@ -607,22 +608,15 @@ Result<std::shared_ptr<Store>> MemoryStore::open(std::string_view url) {
   if (!authority.empty() && authority != "/") return bad_url(url, "a memory store takes no host or path");
   MemoryStoreOptions options;
   if (q != std::string_view::npos) {
-    std::string_view query = rest.substr(q + 1);
-    while (!query.empty()) {
-      const std::size_t amp = query.find('&');
-      std::string_view pair = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      if (pair.empty()) continue;
-      const std::size_t eq = pair.find('=');
-      if (eq == std::string_view::npos) return bad_url(url, "query parameter '" + std::string(pair) + "' has no value");
-      std::string_view name = pair.substr(0, eq);
-      std::string_view value = pair.substr(eq + 1);
-      std::size_t number = 0;
-      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
-      if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
+    auto params = detail::split_url_query(rest.substr(q + 1));
+    if (!params) return bad_url(url, params.error().message());
+    for (const auto& [name, value] : *params) {
+      const std::optional<std::uint64_t> parsed = detail::parse_unsigned(value);
+      if (!parsed) {
         return bad_url(url,
                        "'" + std::string(name) + "' must be a non-negative integer, got '" + std::string(value) + "'");
       }
+      const auto number = static_cast<std::size_t>(*parsed);
       if (name == "max_records") {
         options.max_records = number;
       } else if (name == "shards") {

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/url_query.h"
 #include "idem/stores/sqlite.h"
 #include "stores/sqlite/sql.h"
 
@@ -1022,22 +1023,10 @@ Result<std::shared_ptr<Store>> SqliteStore::open(std::string_view url) {
   options.path = std::string(rest.substr(0, q));
   if (options.path.empty() || options.path == "/") return bad_url(url, "no database path");
   if (q != std::string_view::npos) {
-    std::string_view query = rest.substr(q + 1);
-    while (!query.empty()) {
-      const std::size_t amp = query.find('&');
-      std::string_view pair = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      if (pair.empty()) continue;
-      const std::size_t eq = pair.find('=');
-      if (eq == std::string_view::npos) return bad_url(url, "query parameter '" + std::string(pair) + "' has no value");
-      const std::string_view name = pair.substr(0, eq);
-      const std::string_view value = pair.substr(eq + 1);
-      auto number = [&]() -> std::optional<std::uint64_t> {
-        std::uint64_t n = 0;
-        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (value.empty() || ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
-        return n;
-      };
+    auto params = detail::split_url_query(rest.substr(q + 1));
+    if (!params) return bad_url(url, params.error().message());
+    for (const auto& [name, value] : *params) {
+      auto number = [&value = value] { return detail::parse_unsigned(value); };
       if (name == "busy_timeout_ms") {
         auto n = number();
         if (!n || *n > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
