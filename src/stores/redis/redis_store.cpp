@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <shared_mutex>
 #include <thread>
@@ -56,6 +57,43 @@ Script make_script(std::string_view body, std::string_view before_prelude = {}) 
 
 // A script that needs none of the prelude's helpers.
 Script plain_script(std::string_view body) { return Script{std::string(body), sha1_hex(body)}; }
+
+// A scan cursor that stops inside a SCAN batch names the last key it
+// returned, hex-encoded so that keys containing ':' cannot break the cursor.
+std::string hex_encode(std::string_view text) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size() * 2);
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    out.push_back(kDigits[byte >> 4U]);
+    out.push_back(kDigits[byte & 0x0FU]);
+  }
+  return out;
+}
+
+std::optional<std::string> hex_decode(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int high = nibble(hex[i]);
+    const int low = nibble(hex[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out.push_back(static_cast<char>((high << 4) | low));
+  }
+  return out;
+}
+
+// SCAN's COUNT stays the same for every call, whatever the page size: a page
+// that ends inside a batch is resumed by repeating the same SCAN cursor, and
+// only the same COUNT gives back the same batch.
+constexpr std::string_view kScanCount = "128";
 
 std::string to_dec(long long value) {
   std::array<char, 24> buf{};
@@ -1090,7 +1128,7 @@ class RedisStoreImpl final : public Store {
     if (!nodes) return std::move(nodes).error();
     std::size_t node_index = 0;
     std::string cursor = "0";
-    std::size_t skip = 0;
+    std::optional<std::string> resume_after;  // the last key already returned from this batch
     if (!options.cursor.empty()) {
       const std::vector<std::string_view> parts = [&] {
         std::vector<std::string_view> out;
@@ -1103,24 +1141,22 @@ class RedisStoreImpl final : public Store {
         }
       }();
       long long ni = 0;
-      long long sk = 0;
       long long rc = 0;
+      if (parts.size() == 3) resume_after = hex_decode(parts[2]);
       if (parts.size() < 2 || parts.size() > 3 || !text_int(parts[0], ni) || ni < 0 || !text_int(parts[1], rc) ||
-          (parts.size() == 3 && (!text_int(parts[2], sk) || sk < 0))) {
+          (parts.size() == 3 && !resume_after)) {
         return Error(ErrorCode::kInvalidArgument, "redis: bad scan cursor '" + options.cursor + "'");
       }
       node_index = static_cast<std::size_t>(ni);
       cursor = std::string(parts[1]);
-      skip = static_cast<std::size_t>(sk);
     }
     ScanPage page;
     if (node_index >= nodes->size()) return page;
     const std::size_t limit = std::max<std::size_t>(options.limit, 1);
     const std::string match = glob_escape(options.prefix) + "*";
-    const std::string count = std::to_string(limit);
     std::vector<Call> scan_call(1);
     scan_call[0].node = (*nodes)[node_index];
-    scan_call[0].args = {"SCAN", cursor, "MATCH", match, "COUNT", count, "TYPE", "string"};
+    scan_call[0].args = {"SCAN", cursor, "MATCH", match, "COUNT", std::string(kScanCount), "TYPE", "string"};
     std::vector<CallReply> replies;
     if (Status st = run(scan_call, replies, at); !st) return std::move(st).error();
     const redisReply* r = replies[0].main.get();
@@ -1136,7 +1172,15 @@ class RedisStoreImpl final : public Store {
     }
     const redisReply* keys = r->element[1];
     std::vector<std::string> names;
-    for (std::size_t i = skip; i < keys->elements; ++i) names.emplace_back(reply_text(keys->element[i]));
+    for (std::size_t i = 0; i < keys->elements; ++i) names.emplace_back(reply_text(keys->element[i]));
+    // A batch is walked in key order, so a page that ends inside it can be
+    // resumed by repeating the SCAN and skipping every key up to the last one
+    // returned. Positions would not do: Redis's background rehashing may
+    // return the same batch in another order.
+    std::sort(names.begin(), names.end());
+    if (resume_after) {
+      names.erase(names.begin(), std::upper_bound(names.begin(), names.end(), *resume_after));
+    }
     if (names.empty()) return page;
     std::vector<Call> gets(names.size());
     for (std::size_t i = 0; i < names.size(); ++i) {
@@ -1148,7 +1192,8 @@ class RedisStoreImpl final : public Store {
     const auto now = std::chrono::time_point_cast<milliseconds>(std::chrono::system_clock::now());
     for (std::size_t i = 0; i < names.size(); ++i) {
       if (page.records.size() == limit) {
-        page.next_cursor = std::to_string(node_index) + ":" + cursor + ":" + std::to_string(skip + i);
+        page.next_cursor =
+            std::to_string(node_index) + ":" + cursor + ":" + hex_encode(page.records.back().idempotency_key);
         break;
       }
       const redisReply* g = got[i].main.get();
