@@ -299,35 +299,35 @@ class MemoryStoreImpl final : public Store {
   }
 
   Status complete(const CompleteRequest& req) override {
-    const Timestamp now = clock_->now();
-    const std::size_t hash = hash_key(req.key);
-    Shard& shard = shards_[shard_index(hash)];
-    std::lock_guard lock(shard.mutex);
-    Slot* slot = owned(shard, req.key, hash, req.token, now);
-    if (slot == nullptr) return lease_lost_reason(shard, req.key, hash, req.token, now);
-    Entry& e = slot->node->e;
-    e.status = ProcessingStatus::kCompleted;
-    e.result.emplace(req.result);
-    if (e.cold) e.cold->error.reset();
-    e.completed_at = now;
-    slot->expires_at = now + req.ttl;
-    return ok_status();
+    return finish(req.key, req.token, req.ttl, [&](Entry& e) {
+      e.status = ProcessingStatus::kCompleted;
+      e.result.emplace(req.result);
+      if (e.cold) e.cold->error.reset();
+    });
   }
 
   Status fail(const FailRequest& req) override {
+    return finish(req.key, req.token, req.ttl, [&](Entry& e) {
+      e.status = ProcessingStatus::kFailed;
+      e.cold_part().error.emplace(req.error);
+      e.result.reset();
+      e.retryable = req.retryable;
+    });
+  }
+
+  // finish() is the verdict shared by complete() and fail(): only the owner
+  // of a live lease may write it, and it restarts the record's TTL.
+  template <typename Verdict>
+  Status finish(std::string_view key, Token token, std::chrono::milliseconds ttl, Verdict&& verdict) {
     const Timestamp now = clock_->now();
-    const std::size_t hash = hash_key(req.key);
+    const std::size_t hash = hash_key(key);
     Shard& shard = shards_[shard_index(hash)];
     std::lock_guard lock(shard.mutex);
-    Slot* slot = owned(shard, req.key, hash, req.token, now);
-    if (slot == nullptr) return lease_lost_reason(shard, req.key, hash, req.token, now);
-    Entry& e = slot->node->e;
-    e.status = ProcessingStatus::kFailed;
-    e.cold_part().error.emplace(req.error);
-    e.result.reset();
-    e.retryable = req.retryable;
-    e.completed_at = now;
-    slot->expires_at = now + req.ttl;
+    Slot* slot = owned(shard, key, hash, token, now);
+    if (slot == nullptr) return lease_lost_reason(shard, key, hash, token, now);
+    verdict(slot->node->e);
+    slot->node->e.completed_at = now;
+    slot->expires_at = now + ttl;
     return ok_status();
   }
 
