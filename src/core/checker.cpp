@@ -1,7 +1,6 @@
 #include "idem/core/checker.h"
 
 #include <algorithm>
-#include <thread>
 
 #include "idem/core/tracing.h"
 
@@ -59,6 +58,18 @@ ClaimRequest IdempotencyChecker::make_request(const Envelope& envelope, std::str
 
 Result<Claim> IdempotencyChecker::claim(const Envelope& envelope) const { return claim(envelope, options_.key); }
 
+void IdempotencyChecker::observe_claim(std::string_view scope, std::string_view key, std::string_view event_id,
+                                       std::string_view event_type, const Result<ClaimOutcome>& outcome,
+                                       SpanScope* span) const {
+  if (!options_.observer) return;
+  const ClaimObservation observation{scope, key, event_id, event_type, outcome ? &*outcome : nullptr};
+  options_.observer->on_claim(observation);
+  if (span) {
+    trace::annotate_claim(*span, observation);
+    if (!outcome) span->set_error(outcome.error().to_string());
+  }
+}
+
 Result<Claim> IdempotencyChecker::claim(const Envelope& envelope, const KeyOptions& key_options) const {
   auto key = build_key(envelope, key_options);
   if (!key) return std::move(key).error();
@@ -70,18 +81,86 @@ Result<Claim> IdempotencyChecker::claim(const Envelope& envelope, const KeyOptio
   const auto start = SteadyClock::now();
   auto outcome = store_->claim(request);
   observe_call(StoreOp::kClaim, start, outcome ? nullptr : &outcome.error());
-  if (options_.observer) {
-    const ClaimObservation observation{key_options.scope, *key, envelope.event_id, envelope.event_type,
-                                       outcome ? &*outcome : nullptr};
-    options_.observer->on_claim(observation);
-    if (span) {
-      trace::annotate_claim(*span, observation);
-      if (!outcome) span->set_error(outcome.error().to_string());
-    }
-  }
+  observe_claim(key_options.scope, *key, envelope.event_id, envelope.event_type, outcome, span.get());
   if (!outcome) return std::move(outcome).error();
   return Claim{std::move(*key), std::move(*outcome)};
 }
+
+void IdempotencyChecker::claim_async(const Envelope& envelope, ResultCallback<Claim> done) const {
+  claim_async(envelope, options_.key, std::move(done));
+}
+
+void IdempotencyChecker::claim_async(const Envelope& envelope, const KeyOptions& key_options,
+                                     ResultCallback<Claim> done) const {
+  auto key = build_key(envelope, key_options);
+  if (!key) {
+    done(std::move(key).error());
+    return;
+  }
+  const std::string fingerprint = options_.validate_payload ? envelope.payload_fingerprint() : std::string();
+  ClaimRequest request = make_request(envelope, *key);
+  request.fingerprint = fingerprint;
+
+  // What the completion needs outlives this call; the identity strings are
+  // copied only when someone observes them.
+  struct Pending {
+    std::string key;
+    std::string scope;
+    EventIdentity event;
+    std::shared_ptr<SpanScope> span;
+    SteadyClock::time_point start;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->key = std::move(*key);
+  request.key = pending->key;
+  if (options_.observer) {
+    pending->scope = key_options.scope;
+    pending->event = {envelope.event_id, envelope.event_type};
+    pending->span = options_.observer->start_span(trace::kSpanClaim);
+  }
+  pending->start = SteadyClock::now();
+  store_->claim_async(request, [this, pending, done = std::move(done)](Result<ClaimOutcome> outcome) {
+    observe_call(StoreOp::kClaim, pending->start, outcome ? nullptr : &outcome.error());
+    observe_claim(pending->scope, pending->key, pending->event.event_id, pending->event.event_type, outcome,
+                  pending->span.get());
+    pending->span.reset();
+    if (!outcome) {
+      done(std::move(outcome).error());
+      return;
+    }
+    done(Claim{std::move(pending->key), std::move(*outcome)});
+  });
+}
+
+Result<std::vector<Claim>> IdempotencyChecker::finish_claim_many(std::vector<std::string> keys,
+                                                                 const std::vector<EventIdentity>& events,
+                                                                 Result<std::vector<ClaimOutcome>> outcomes) const {
+  if (!outcomes) return std::move(outcomes).error();
+  if (outcomes->size() != keys.size()) {
+    return Error(ErrorCode::kInternal, "store returned " + std::to_string(outcomes->size()) + " outcomes for " +
+                                           std::to_string(keys.size()) + " claims");
+  }
+  std::vector<Claim> claims;
+  claims.reserve(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (options_.observer && i < events.size()) {
+      options_.observer->on_claim(
+          {options_.key.scope, keys[i], events[i].event_id, events[i].event_type, &(*outcomes)[i]});
+    }
+    claims.push_back(Claim{std::move(keys[i]), std::move((*outcomes)[i])});
+  }
+  return claims;
+}
+
+namespace {
+// The keys, fingerprints and requests of a batch. Requests view into the
+// strings, so the vectors are filled completely before any view is taken.
+struct BatchRequests {
+  std::vector<std::string> keys;
+  std::vector<std::string> fingerprints;
+  std::vector<ClaimRequest> requests;
+};
+}  // namespace
 
 Result<std::vector<Claim>> IdempotencyChecker::claim_many(std::span<const Envelope> envelopes) const {
   std::vector<std::string> keys;
@@ -102,32 +181,66 @@ Result<std::vector<Claim>> IdempotencyChecker::claim_many(std::span<const Envelo
     request.fingerprint = fingerprints[i];
     requests.push_back(request);
   }
+  std::vector<EventIdentity> events;
+  if (options_.observer) {
+    events.reserve(envelopes.size());
+    for (const Envelope& envelope : envelopes) events.push_back({envelope.event_id, envelope.event_type});
+  }
   const auto start = SteadyClock::now();
   auto outcomes = store_->claim_many(requests);
   observe_call(StoreOp::kClaimMany, start, outcomes ? nullptr : &outcomes.error());
-  if (!outcomes) return std::move(outcomes).error();
-  if (outcomes->size() != envelopes.size()) {
-    return Error(ErrorCode::kInternal, "store returned " + std::to_string(outcomes->size()) + " outcomes for " +
-                                           std::to_string(envelopes.size()) + " claims");
-  }
-  std::vector<Claim> claims;
-  claims.reserve(envelopes.size());
-  for (std::size_t i = 0; i < envelopes.size(); ++i) {
-    if (options_.observer) {
-      options_.observer->on_claim(
-          {options_.key.scope, keys[i], envelopes[i].event_id, envelopes[i].event_type, &(*outcomes)[i]});
+  return finish_claim_many(std::move(keys), events, std::move(outcomes));
+}
+
+void IdempotencyChecker::claim_many_async(std::span<const Envelope> envelopes,
+                                          ResultCallback<std::vector<Claim>> done) const {
+  auto batch = std::make_shared<BatchRequests>();
+  batch->keys.reserve(envelopes.size());
+  batch->fingerprints.reserve(envelopes.size());
+  for (const Envelope& envelope : envelopes) {
+    auto key = build_key(envelope, options_.key);
+    if (!key) {
+      done(std::move(key).error());
+      return;
     }
-    claims.push_back(Claim{std::move(keys[i]), std::move((*outcomes)[i])});
+    batch->keys.push_back(std::move(*key));
+    batch->fingerprints.push_back(options_.validate_payload ? envelope.payload_fingerprint() : std::string());
   }
-  return claims;
+  batch->requests.reserve(envelopes.size());
+  for (std::size_t i = 0; i < envelopes.size(); ++i) {
+    ClaimRequest request = make_request(envelopes[i], batch->keys[i]);
+    request.fingerprint = batch->fingerprints[i];
+    batch->requests.push_back(request);
+  }
+  auto events = std::make_shared<std::vector<EventIdentity>>();
+  if (options_.observer) {
+    events->reserve(envelopes.size());
+    for (const Envelope& envelope : envelopes) events->push_back({envelope.event_id, envelope.event_type});
+  }
+  const auto start = SteadyClock::now();
+  store_->claim_many_async(batch->requests, [this, batch, events, start,
+                                             done = std::move(done)](Result<std::vector<ClaimOutcome>> outcomes) {
+    observe_call(StoreOp::kClaimMany, start, outcomes ? nullptr : &outcomes.error());
+    done(finish_claim_many(std::move(batch->keys), *events, std::move(outcomes)));
+  });
+}
+
+Status IdempotencyChecker::check_result_size(std::string_view result) const {
+  if (result.size() <= options_.max_result_bytes) return {};
+  return Error(ErrorCode::kResultTooLarge, "result is " + std::to_string(result.size()) +
+                                               " bytes, above max_result_bytes=" +
+                                               std::to_string(options_.max_result_bytes) + "; it was not stored");
+}
+
+std::string_view IdempotencyChecker::capped_error(std::string_view error) const noexcept {
+  // An error message is for people; cap it so a huge exception text cannot
+  // push the record over a store's value limit.
+  constexpr std::size_t kMaxErrorBytes = 4096;
+  return error.substr(0, std::min(error.size(), kMaxErrorBytes));
 }
 
 Status IdempotencyChecker::complete(std::string_view key, Token token, std::string_view result) const {
-  if (result.size() > options_.max_result_bytes) {
-    return Error(ErrorCode::kResultTooLarge, "result is " + std::to_string(result.size()) +
-                                                 " bytes, above max_result_bytes=" +
-                                                 std::to_string(options_.max_result_bytes) + "; it was not stored");
-  }
+  if (Status too_large = check_result_size(result); !too_large) return too_large;
   const auto start = SteadyClock::now();
   Status status = store_->complete({.key = key, .token = token, .result = result, .ttl = options_.ttl});
   observe_call(StoreOp::kComplete, start, status ? nullptr : &status.error());
@@ -135,13 +248,9 @@ Status IdempotencyChecker::complete(std::string_view key, Token token, std::stri
 }
 
 Status IdempotencyChecker::fail(std::string_view key, Token token, std::string_view error, bool retryable) const {
-  // An error message is for people; cap it so a huge exception text cannot
-  // push the record over a store's value limit.
-  constexpr std::size_t kMaxErrorBytes = 4096;
-  const std::string_view stored = error.substr(0, std::min(error.size(), kMaxErrorBytes));
   const auto start = SteadyClock::now();
-  Status status =
-      store_->fail({.key = key, .token = token, .error = stored, .retryable = retryable, .ttl = options_.ttl});
+  Status status = store_->fail(
+      {.key = key, .token = token, .error = capped_error(error), .retryable = retryable, .ttl = options_.ttl});
   observe_call(StoreOp::kFail, start, status ? nullptr : &status.error());
   return status;
 }
@@ -170,22 +279,78 @@ Result<std::optional<IdempotencyRecord>> IdempotencyChecker::get(std::string_vie
   return record;
 }
 
+namespace {
+// Wraps a completion so that the store call is observed before `done` runs.
+template <typename Value, typename Observe>
+std::function<void(Value)> observed(Observe observe, std::function<void(Value)> done) {
+  return [observe = std::move(observe), done = std::move(done)](Value value) {
+    observe(value);
+    done(std::move(value));
+  };
+}
+template <typename Value>
+const Error* error_of(const Value& value) {
+  return value ? nullptr : &value.error();
+}
+}  // namespace
+
+void IdempotencyChecker::complete_async(std::string_view key, Token token, std::string_view result,
+                                        StatusCallback done) const {
+  if (Status too_large = check_result_size(result); !too_large) {
+    done(std::move(too_large));
+    return;
+  }
+  const auto start = SteadyClock::now();
+  store_->complete_async(
+      {.key = key, .token = token, .result = result, .ttl = options_.ttl},
+      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kComplete, start, error_of(s)); },
+                       std::move(done)));
+}
+
+void IdempotencyChecker::fail_async(std::string_view key, Token token, std::string_view error, bool retryable,
+                                    StatusCallback done) const {
+  const auto start = SteadyClock::now();
+  store_->fail_async(
+      {.key = key, .token = token, .error = capped_error(error), .retryable = retryable, .ttl = options_.ttl},
+      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kFail, start, error_of(s)); },
+                       std::move(done)));
+}
+
+void IdempotencyChecker::extend_async(std::string_view key, Token token, StatusCallback done) const {
+  const auto start = SteadyClock::now();
+  store_->extend_async(
+      key, token, options_.lease,
+      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kExtend, start, error_of(s)); },
+                       std::move(done)));
+}
+
+void IdempotencyChecker::checkpoint_async(std::string_view key, Token token, const Checkpoint& checkpoint,
+                                          StatusCallback done) const {
+  if (checkpoint.data.size() > options_.max_result_bytes) {
+    done(Error(ErrorCode::kResultTooLarge, "checkpoint data is above max_result_bytes; it was not stored"));
+    return;
+  }
+  const auto start = SteadyClock::now();
+  store_->checkpoint_async(
+      key, token, checkpoint,
+      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kCheckpoint, start, error_of(s)); },
+                       std::move(done)));
+}
+
+void IdempotencyChecker::get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done) const {
+  using Value = Result<std::optional<IdempotencyRecord>>;
+  const auto start = SteadyClock::now();
+  store_->get_async(key,
+                    observed<Value>([this, start](const Value& v) { observe_call(StoreOp::kGet, start, error_of(v)); },
+                                    std::move(done)));
+}
+
 Result<std::optional<IdempotencyRecord>> IdempotencyChecker::wait_for_completion(
     std::string_view key, std::chrono::milliseconds timeout) const {
-  const auto deadline = SteadyClock::now() + timeout;
-  // Start fast (most handlers are short), back off to bound the polling load
-  // that many waiting duplicates put on the store.
-  std::chrono::milliseconds delay(5);
-  constexpr std::chrono::milliseconds kMaxDelay(200);
-  while (true) {
-    auto record = get(key);
-    if (!record) return record;
-    if (!*record || (*record)->status != ProcessingStatus::kProcessing) return record;
-    const auto now = SteadyClock::now();
-    if (now >= deadline) return record;
-    std::this_thread::sleep_for(std::min<SteadyClock::duration>(delay, deadline - now));
-    delay = std::min(delay * 2, kMaxDelay);
-  }
+  const auto start = SteadyClock::now();
+  auto record = store_->wait_settled(key, timeout);
+  observe_call(StoreOp::kGet, start, error_of(record));
+  return record;
 }
 
 Result<std::optional<IdempotencyRecord>> IdempotencyChecker::get_processing_record(

@@ -2,9 +2,63 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 namespace idem {
+namespace {
+
+// The store API promises that an exception from a completion callback goes
+// nowhere: an inline store must not let it unwind into the caller's
+// *_async call as if the operation itself had failed.
+template <typename Callback, typename Value>
+void deliver(Callback& done, Value&& value) noexcept {
+  try {
+    done(std::forward<Value>(value));
+  } catch (...) {  // NOLINT(bugprone-empty-catch): see above
+  }
+}
+
+}  // namespace
+
+void Store::claim_async(const ClaimRequest& request, ResultCallback<ClaimOutcome> done) {
+  deliver(done, claim(request));
+}
+void Store::claim_many_async(std::span<const ClaimRequest> requests, ResultCallback<std::vector<ClaimOutcome>> done) {
+  deliver(done, claim_many(requests));
+}
+void Store::complete_async(const CompleteRequest& request, StatusCallback done) { deliver(done, complete(request)); }
+void Store::fail_async(const FailRequest& request, StatusCallback done) { deliver(done, fail(request)); }
+void Store::extend_async(std::string_view key, Token token, std::chrono::milliseconds lease, StatusCallback done) {
+  deliver(done, extend(key, token, lease));
+}
+void Store::checkpoint_async(std::string_view key, Token token, const Checkpoint& checkpoint, StatusCallback done) {
+  deliver(done, this->checkpoint(key, token, checkpoint));
+}
+void Store::get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done) {
+  deliver(done, get(key));
+}
+void Store::remove_async(std::string_view key, ResultCallback<bool> done) { deliver(done, remove(key)); }
+
+Result<std::optional<IdempotencyRecord>> Store::wait_settled(std::string_view key, std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + timeout;
+  // Start fast (most handlers are short), back off to bound the polling load
+  // that many waiting duplicates put on the store.
+  std::chrono::milliseconds delay(2);
+  constexpr std::chrono::milliseconds kMaxDelay(200);
+  while (true) {
+    auto record = get(key);
+    if (!record || !*record) return record;
+    const auto now_wall = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    if ((*record)->status != ProcessingStatus::kProcessing || !(*record)->lease_valid(now_wall)) return record;
+    const auto now = Clock::now();
+    if (now >= deadline) return record;
+    std::this_thread::sleep_for(std::min<Clock::duration>(delay, deadline - now));
+    delay = std::min(delay * 2, kMaxDelay);
+  }
+}
 
 Result<std::vector<ClaimOutcome>> Store::claim_many(std::span<const ClaimRequest> requests) {
   std::vector<ClaimOutcome> outcomes;

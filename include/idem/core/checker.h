@@ -101,11 +101,28 @@ class IdempotencyChecker {
   Status checkpoint(std::string_view key, Token token, const Checkpoint& checkpoint) const;
   Result<std::optional<IdempotencyRecord>> get(std::string_view key) const;
 
-  // Waits up to `timeout` for a PROCESSING record to become COMPLETED or
-  // FAILED, polling with backoff. Returns the record as last seen (still
-  // PROCESSING on timeout; nullopt if it disappeared).
+  // Waits up to `timeout` for a PROCESSING record to settle: COMPLETED,
+  // FAILED, gone, or its lease run out (see Store::wait_settled). Returns the
+  // record as last seen (still PROCESSING on timeout; nullopt if it
+  // disappeared).
   Result<std::optional<IdempotencyRecord>> wait_for_completion(std::string_view key,
                                                                std::chrono::milliseconds timeout) const;
+
+  // --- Asynchronous forms -----------------------------------------------------
+  // The same operations as above, answered through `done` as the store's
+  // *_async contract says (store.h): on the calling thread for memory and
+  // SQLite, on a store I/O thread for Redis and PostgreSQL. The key is built
+  // and checked on the calling thread, so bad input is reported (through
+  // `done`) before anything is sent. Observers are called on the thread that
+  // runs `done`, before it.
+  void claim_async(const Envelope& envelope, ResultCallback<Claim> done) const;
+  void claim_async(const Envelope& envelope, const KeyOptions& key_options, ResultCallback<Claim> done) const;
+  void claim_many_async(std::span<const Envelope> envelopes, ResultCallback<std::vector<Claim>> done) const;
+  void complete_async(std::string_view key, Token token, std::string_view result, StatusCallback done) const;
+  void fail_async(std::string_view key, Token token, std::string_view error, bool retryable, StatusCallback done) const;
+  void extend_async(std::string_view key, Token token, StatusCallback done) const;
+  void checkpoint_async(std::string_view key, Token token, const Checkpoint& checkpoint, StatusCallback done) const;
+  void get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done) const;
 
   // --- The original design's names (raw idempotency keys) -------------------
   Result<std::optional<IdempotencyRecord>> get_processing_record(std::string_view idempotency_key) const;
@@ -133,6 +150,16 @@ class IdempotencyChecker {
 
  private:
   ClaimRequest make_request(const Envelope& envelope, std::string_view key) const;
+  Status check_result_size(std::string_view result) const;
+  std::string_view capped_error(std::string_view error) const noexcept;
+  void observe_claim(std::string_view scope, std::string_view key, std::string_view event_id,
+                     std::string_view event_type, const Result<ClaimOutcome>& outcome, SpanScope* span) const;
+  struct EventIdentity {
+    std::string event_id;
+    std::string event_type;
+  };
+  Result<std::vector<Claim>> finish_claim_many(std::vector<std::string> keys, const std::vector<EventIdentity>& events,
+                                               Result<std::vector<ClaimOutcome>> outcomes) const;
   void observe_call(StoreOp op, std::chrono::steady_clock::time_point start, const Error* error) const;
 
   std::shared_ptr<Store> store_{};

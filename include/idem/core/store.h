@@ -18,10 +18,36 @@
 // never expires while its lease is live.
 //
 // Stores are thread-safe: one instance is shared by all threads of a process.
+//
+// The asynchronous forms (`*_async`) take a completion callback instead of
+// returning. Their contract, the same for every store:
+//
+//  * `done` is called exactly once, with the same value the synchronous form
+//    would have returned.
+//  * Everything a request points to (keys, results, the span of claims) need
+//    only stay valid until the `*_async` call returns: the store copies what
+//    it keeps.
+//  * Where `done` runs: stores without native asynchronous I/O (memory,
+//    SQLite: `async_is_native()` is false) run the synchronous operation and
+//    call `done` on the calling thread before returning. Native stores (Redis,
+//    PostgreSQL) call it later on one of their I/O threads, or on the calling
+//    thread before returning when the call fails at once (open circuit
+//    breaker, invalid argument). Code that issues a call must therefore cope
+//    with `done` running before the call returns.
+//  * What `done` may do: return quickly. It may issue more `*_async` calls
+//    (that is how an event loop keeps hundreds of events in flight from one
+//    thread). It must not block, and in particular must not make a
+//    synchronous call on a native store from inside `done`: that call would
+//    wait for the very I/O thread it is blocking. Stores detect that case and
+//    fail it with kInternal instead of deadlocking. Hand slow work (the
+//    handler itself) to an executor of your own.
+//  * An exception thrown by `done` is caught and dropped by the store; do not
+//    rely on it propagating anywhere.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -93,6 +119,11 @@ struct SweepReport {
   std::uint64_t expired_removed = 0;
 };
 
+// Completion callbacks of the asynchronous store API (see the file comment).
+template <typename T>
+using ResultCallback = std::function<void(Result<T>)>;
+using StatusCallback = std::function<void(Status)>;
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -142,6 +173,28 @@ class Store {
 
   // ping() checks that the store answers.
   virtual Status ping() = 0;
+
+  // --- Asynchronous forms (see the file comment for the threading contract) --
+  // The defaults run the synchronous operation inline; native stores
+  // override them and return true from async_is_native().
+  virtual bool async_is_native() const noexcept { return false; }
+  virtual void claim_async(const ClaimRequest& request, ResultCallback<ClaimOutcome> done);
+  virtual void claim_many_async(std::span<const ClaimRequest> requests, ResultCallback<std::vector<ClaimOutcome>> done);
+  virtual void complete_async(const CompleteRequest& request, StatusCallback done);
+  virtual void fail_async(const FailRequest& request, StatusCallback done);
+  virtual void extend_async(std::string_view key, Token token, std::chrono::milliseconds lease, StatusCallback done);
+  virtual void checkpoint_async(std::string_view key, Token token, const Checkpoint& checkpoint, StatusCallback done);
+  virtual void get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done);
+  virtual void remove_async(std::string_view key, ResultCallback<bool> done);
+
+  // wait_settled() blocks until the record at `key` is no longer PROCESSING
+  // under a live lease (completed, failed, removed, expired, or its lease ran
+  // out), or until `timeout` passes, and returns the record as last seen.
+  // The default polls get() with a short backoff; stores that can be told of
+  // a change (an in-process condition, Redis pub/sub, PostgreSQL NOTIFY)
+  // override it to wake the waiter as soon as the original finishes.
+  virtual Result<std::optional<IdempotencyRecord>> wait_settled(std::string_view key,
+                                                                std::chrono::milliseconds timeout);
 
   // circuit_state() is the position of the store's circuit breaker, for
   // health checks and the circuit_breaker_state metric.
