@@ -14,14 +14,18 @@
 #ifdef IDEM_HAVE_REDIS
 #include "idem/stores/redis.h"
 #endif
+#ifdef IDEM_HAVE_POSTGRES
+#include "idem/stores/postgres.h"
+#endif
 
 namespace idem {
 
 Result<std::shared_ptr<Store>> open_store(std::string_view url) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
-    return Error(ErrorCode::kInvalidArgument, "store URL '" + std::string(url) +
-                                                  "' has no scheme (expected memory://, sqlite:///path, redis://...)");
+    return Error(ErrorCode::kInvalidArgument,
+                 "store URL '" + std::string(url) +
+                     "' has no scheme (expected memory://, sqlite:///path, redis://, postgresql://...)");
   }
   const std::string_view scheme = url.substr(0, scheme_end);
   if (scheme == "memory") return MemoryStore::open(url);
@@ -32,6 +36,9 @@ Result<std::shared_ptr<Store>> open_store(std::string_view url) {
   if (scheme == "redis" || scheme == "rediss" || scheme == "redis+sentinel" || scheme == "redis+cluster") {
     return RedisStore::open(url);
   }
+#endif
+#ifdef IDEM_HAVE_POSTGRES
+  if (scheme == "postgresql" || scheme == "postgres") return PostgresStore::open(url);
 #endif
   return Error(ErrorCode::kInvalidArgument,
                "store URL scheme '" + std::string(scheme) + "' is not supported by this build of idem");
@@ -46,6 +53,16 @@ Result<std::shared_ptr<IdempotencyChecker>> IdempotencyChecker::from_url(std::st
 
 namespace {
 std::mutex g_default_mutex;
+
+// The URL for messages: never a password.
+std::string shown_url(std::string_view url) {
+#ifdef IDEM_HAVE_POSTGRES
+  return PostgresStore::redact_url(url);  // masks user info and password= keys of any scheme
+#else
+  return std::string(url);
+#endif
+}
+
 std::shared_ptr<IdempotencyChecker> g_default_checker;  // guarded by g_default_mutex
 }  // namespace
 
@@ -56,8 +73,8 @@ std::shared_ptr<IdempotencyChecker> get_idempotency_checker() {
     const std::string url = (configured != nullptr && configured[0] != '\0') ? configured : default_store_url();
     auto store = open_store(url);
     if (!store) {
-      throw StoreUnavailableError(
-          Error(ErrorCode::kUnavailable, "cannot open the default store '" + url + "': " + store.error().message()));
+      throw StoreUnavailableError(Error(ErrorCode::kUnavailable, "cannot open the default store '" + shown_url(url) +
+                                                                     "': " + store.error().message()));
     }
     g_default_checker = std::make_shared<IdempotencyChecker>(std::move(*store));
   }
