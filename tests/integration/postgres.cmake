@@ -8,3 +8,11 @@ if(TARGET idem_postgres AND TARGET idem_postgres_test_support)
     DEPS idem_contract_suite idem_postgres_test_support idem::postgres idem::idem
     TIMEOUT 300)
 endif()
+
+if(TARGET idem_postgres AND TARGET idem_postgres_test_support)
+  idem_add_test(NAME postgres_transaction_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/postgres_transaction_test.cpp
+    LABELS integration
+    DEPS idem_postgres_test_support idem::postgres idem::memory
+    TIMEOUT 300)
+endif()
