@@ -16,3 +16,17 @@ if(TARGET idem_postgres AND TARGET idem_postgres_test_support)
     DEPS idem_postgres_test_support idem::postgres idem::memory
     TIMEOUT 300)
 endif()
+
+# Exactly-once under SIGKILL: the supervisor test and its worker program.
+if(TARGET idem_postgres AND TARGET idem_postgres_test_support)
+  add_executable(postgres_exactly_once_worker ${CMAKE_CURRENT_LIST_DIR}/postgres_exactly_once_worker.cpp)
+  target_link_libraries(postgres_exactly_once_worker PRIVATE idem::postgres idem_build_flags)
+  idem_add_test(NAME postgres_exactly_once_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/postgres_exactly_once_test.cpp
+    LABELS integration
+    DEPS idem_postgres_test_support idem::postgres
+    TIMEOUT 300)
+  target_compile_definitions(postgres_exactly_once_test
+    PRIVATE IDEM_PG_WORKER_PATH="$<TARGET_FILE:postgres_exactly_once_worker>")
+  add_dependencies(postgres_exactly_once_test postgres_exactly_once_worker)
+endif()
