@@ -124,9 +124,10 @@ TEST(PostgresExactlyOnce, FourWorkersKilledInsideTheHandler) {
   }
   const std::string table = "eo.ledger";
   // No unique constraint: only Idem keeps a key from being written twice.
-  ASSERT_TRUE(server->exec("CREATE TABLE " + table +
-                               " (id bigserial PRIMARY KEY, key text NOT NULL, worker int NOT NULL, token bigint NOT NULL)",
-                           &err))
+  ASSERT_TRUE(
+      server->exec("CREATE TABLE " + table +
+                       " (id bigserial PRIMARY KEY, key text NOT NULL, worker int NOT NULL, token bigint NOT NULL)",
+                   &err))
       << err;
 
   std::mt19937_64 rng(20240611);
@@ -223,16 +224,19 @@ TEST(PostgresExactlyOnce, FourWorkersKilledInsideTheHandler) {
 
   // Each key's business row exactly once, and the record committed with it.
   const std::string rows = server
-                               ->exec("SELECT count(*), count(DISTINCT l.key), "
-                                      "count(*) FILTER (WHERE r.status = 'COMPLETED' AND "
-                                      "convert_from(r.result, 'UTF8') = l.id::text) "
-                                      "FROM eo.ledger l LEFT JOIN eo.records r ON r.key = l.key")
+                               ->exec(
+                                   "SELECT count(*), count(DISTINCT l.key), "
+                                   "count(*) FILTER (WHERE r.status = 'COMPLETED' AND "
+                                   "convert_from(r.result, 'UTF8') = l.id::text) "
+                                   "FROM eo.ledger l LEFT JOIN eo.records r ON r.key = l.key")
                                .value_or("?");
   EXPECT_EQ(rows, std::to_string(kKeys) + "|" + std::to_string(kKeys) + "|" + std::to_string(kKeys))
       << "rows | distinct keys | rows whose record is COMPLETED with this row's id";
   const std::string twice =
-      server->exec("SELECT coalesce(string_agg(key, ','), '') FROM (SELECT key FROM eo.ledger GROUP BY key "
-                   "HAVING count(*) > 1) d")
+      server
+          ->exec(
+              "SELECT coalesce(string_agg(key, ','), '') FROM (SELECT key FROM eo.ledger GROUP BY key "
+              "HAVING count(*) > 1 LIMIT 10) d")
           .value_or("?");
   EXPECT_EQ(twice, "") << "keys whose effect happened more than once";
   EXPECT_EQ(server->exec("SELECT count(*) FROM eo.records WHERE status = 'COMPLETED'"),

@@ -25,9 +25,7 @@
 
 namespace {
 
-void say(const std::string& line) {
-  std::cout << line << '\n' << std::flush;
-}
+void say(const std::string& line) { std::cout << line << '\n' << std::flush; }
 
 // Waits for the supervisor's go-ahead; it may SIGKILL us instead.
 void pause_at(int point, const std::string& id) {

@@ -228,6 +228,50 @@ TEST(PostgresTransaction, StaleOwnerCommitsNothing) {
   EXPECT_EQ(rec->result, R"({"booked":222})");
   EXPECT_EQ(rec->token, taken.token);
 
+  // Fenced while the new owner is still working, too: it has claimed (a
+  // takeover) but not committed when the stale owner tries to commit.
+  {
+    std::unique_lock lock(m);
+    a_wrote = false;
+    b_done = false;
+  }
+  a_error = nullptr;
+  std::thread stale2([&] {
+    try {
+      a.process(event("s2"), [&](idem::PostgresTransaction& tx, idem::ProcessingContext& ctx) {
+        std::string r = book(tx, ctx, f, 333);
+        std::unique_lock lock(m);
+        a_wrote = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return b_done; });
+        return r;
+      });
+    } catch (...) {
+      a_error = std::current_exception();
+    }
+  });
+  {
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return a_wrote; });
+  }
+  std::this_thread::sleep_for(500ms);
+  auto takeover = f.checker->claim(event("s2")).value();
+  ASSERT_TRUE(takeover.outcome.acquired());
+  EXPECT_EQ(takeover.outcome.acquire_kind, idem::AcquireKind::kTakeover);
+  {
+    std::lock_guard lock(m);
+    b_done = true;
+  }
+  cv.notify_all();
+  stale2.join();
+  ASSERT_TRUE(a_error);
+  EXPECT_THROW(std::rethrow_exception(a_error), idem::LeaseLostError);
+  EXPECT_EQ(f.rows(takeover.key), 0) << "the stale owner committed while the new owner was working";
+  auto mid = f.store->get(takeover.key).value();
+  ASSERT_TRUE(mid.has_value());
+  EXPECT_EQ(mid->status, idem::ProcessingStatus::kProcessing);
+  EXPECT_EQ(mid->token, takeover.outcome.token);
+
   // The manual API says the same: a stale token commits nothing.
   auto claim = f.checker->claim(event("m")).value();
   ASSERT_TRUE(claim.outcome.acquired());
