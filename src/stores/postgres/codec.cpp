@@ -99,6 +99,26 @@ std::string encode_int8(std::int64_t v) {
   return out;
 }
 
+std::string encode_array(unsigned element_type, std::span<const std::string_view> elements) {
+  std::size_t size = 20;
+  for (std::string_view e : elements) size += 4 + e.size();
+  std::string out;
+  out.reserve(size);
+  auto int4 = [&out](std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> static_cast<unsigned>(shift)) & 0xffU);
+  };
+  int4(1);  // dimensions
+  int4(0);  // no NULLs
+  int4(element_type);
+  int4(static_cast<std::uint32_t>(elements.size()));
+  int4(1);  // lower bound
+  for (std::string_view e : elements) {
+    int4(static_cast<std::uint32_t>(e.size()));
+    out.append(e);
+  }
+  return out;
+}
+
 std::optional<std::int64_t> decode_int8(std::string_view bytes) noexcept { return decode_be<std::int64_t>(bytes); }
 std::optional<std::int32_t> decode_int4(std::string_view bytes) noexcept { return decode_be<std::int32_t>(bytes); }
 std::optional<std::int16_t> decode_int2(std::string_view bytes) noexcept { return decode_be<std::int16_t>(bytes); }

@@ -26,6 +26,8 @@ struct Field {
 // Binary parameter encodings (network byte order).
 std::string encode_int8(std::int64_t v);
 inline std::string encode_bool(bool v) { return std::string(1, v ? '\1' : '\0'); }
+// A one-dimensional array without NULLs of already-encoded elements.
+std::string encode_array(unsigned element_type, std::span<const std::string_view> elements);
 
 // Decoders: nullopt when the bytes do not have the type's exact size.
 std::optional<std::int64_t> decode_int8(std::string_view bytes) noexcept;

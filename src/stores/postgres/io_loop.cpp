@@ -9,6 +9,21 @@
 #include <climits>
 
 namespace idem::pg {
+namespace {
+
+int poll_timeout(SteadyClock::time_point now, SteadyClock::time_point until) {
+  const auto wait = std::chrono::ceil<std::chrono::milliseconds>(std::max(until - now, SteadyClock::duration(0)));
+  return static_cast<int>(std::min<long long>(wait.count(), INT_MAX));
+}
+
+std::string timed_out(const Op& op, const std::string& target) {
+  return std::string("postgresql: ") + op.what + " (" + target + "): no answer within " +
+         std::to_string(op.timeout.count()) +
+         " ms; the connection was closed and the call may or may not have been applied (retry; check the "
+         "server's load and locks)";
+}
+
+}  // namespace
 
 IoLoop::IoLoop(LoopConfig config) : cfg_(std::move(config)), conns_(cfg_.options.pool_size) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -32,14 +47,19 @@ void IoLoop::start() {
   thread_ = std::thread([self = shared_from_this()] { self->run(); });
 }
 
+void IoLoop::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
 void IoLoop::stop() {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
   }
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
+  stopped_.store(true);
+  wake();
   if (thread_.joinable()) {
     if (on_io_thread()) {
       thread_.detach();  // run() sees stopping_ once this completion returns
@@ -59,11 +79,11 @@ void IoLoop::deliver(Op& op, OpResults results) noexcept {
 
 void IoLoop::submit(std::unique_ptr<Op> op) {
   op->deadline = op->timeout.count() > 0 ? SteadyClock::now() + op->timeout : SteadyClock::time_point::max();
-  bool wake = false;
+  bool need_wake = false;
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      wake = incoming_.empty() && tasks_.empty();
+      need_wake = incoming_.empty() && tasks_.empty();
       incoming_.push_back(std::move(op));
     }
   }
@@ -71,18 +91,15 @@ void IoLoop::submit(std::unique_ptr<Op> op) {
     deliver(*op, Error(ErrorCode::kUnavailable, "postgresql: the store is closed"));
     return;
   }
-  if (wake) {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
-  }
+  if (need_wake) wake();
 }
 
 void IoLoop::ensure_listening(std::function<void(bool)> done) {
-  bool wake = false;
+  bool need_wake = false;
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      wake = incoming_.empty() && tasks_.empty();
+      need_wake = incoming_.empty() && tasks_.empty();
       tasks_.push_back([this, done = std::move(done)]() mutable {
         if (closed_) {
           done(false);
@@ -102,10 +119,7 @@ void IoLoop::ensure_listening(std::function<void(bool)> done) {
     done(false);
     return;
   }
-  if (wake) {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
-  }
+  if (need_wake) wake();
 }
 
 LoopStats IoLoop::stats() const {
@@ -115,6 +129,106 @@ LoopStats IoLoop::stats() const {
   s.connects = connects_.load(std::memory_order_relaxed);
   s.broken = broken_.load(std::memory_order_relaxed);
   return s;
+}
+
+// --- Direct execution (synchronous callers) ------------------------------------
+
+bool IoLoop::run_direct(std::unique_ptr<Op>& op) {
+  if (stopped_.load() || on_io_thread()) return false;
+  for (Conn& c : conns_) {
+    std::unique_lock lock(c.m, std::try_to_lock);
+    if (!lock.owns_lock()) continue;
+    if (c.state != ConnState::kReady || !c.inflight.empty() || !c.pg) continue;
+    PGconn* pg = c.pg.get();
+    // An idle connection is not watched: whatever arrived meanwhile (the
+    // server ending the session) is read now, before anything is sent.
+    if (PQconsumeInput(pg) != 1 || PQstatus(pg) == CONNECTION_BAD) {
+      ++broken_;
+      c.pg.reset();
+      c.state = ConnState::kIdle;
+      continue;  // the I/O thread reconnects this slot when it needs it
+    }
+    op->deadline = op->timeout.count() > 0 ? SteadyClock::now() + op->timeout : SteadyClock::time_point::max();
+    if (!send_statements(pg, *op)) {
+      const Error e = connection_error(pg, op->what, cfg_.target);
+      ++broken_;
+      c.pg.reset();
+      c.state = ConnState::kIdle;
+      lock.unlock();
+      ++ops_;
+      deliver(*op, e);
+      return true;
+    }
+    InFlight f;
+    f.statements = op->statements.size();
+    f.op = std::move(op);
+    c.inflight.push_back(std::move(f));
+    std::vector<InFlight> finished;
+    Error error;
+    for (;;) {
+      const int w = PQflush(pg);
+      const auto now = SteadyClock::now();
+      const SteadyClock::time_point deadline = c.inflight.front().op->deadline;
+      Pump result = w < 0 ? Pump::kBroken : Pump::kOk;
+      if (w < 0) error = connection_error(pg, "sending a request", cfg_.target);
+      if (result == Pump::kOk && deadline <= now) {
+        result = Pump::kBroken;
+        error = Error(ErrorCode::kTimeout, timed_out(*c.inflight.front().op, cfg_.target));
+      }
+      if (result == Pump::kOk) {
+        pollfd p{PQsocket(pg), static_cast<short>(POLLIN | (w == 1 ? POLLOUT : 0)), 0};
+        const int rc = ::poll(&p, 1, deadline == SteadyClock::time_point::max() ? -1 : poll_timeout(now, deadline));
+        if (rc < 0 && errno != EINTR) {
+          result = Pump::kBroken;
+          error = connection_error(pg, "waiting for an answer", cfg_.target);
+        } else if (rc > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
+          result = pump(c, finished, error);
+        }
+      }
+      if (!finished.empty()) {
+        lock.unlock();
+        if (waiting_.load() > 0) wake();  // the I/O thread may have work for this connection
+        finish(finished.front());
+        return true;
+      }
+      if (result != Pump::kOk) {
+        InFlight mine = std::move(c.inflight.front());
+        c.inflight.clear();
+        ++broken_;
+        c.pg.reset();
+        c.state = ConnState::kIdle;
+        lock.unlock();
+        if (waiting_.load() > 0) wake();
+        ++ops_;
+        if (error.code() == ErrorCode::kUnavailable) {
+          error = Error(ErrorCode::kUnavailable, error.message() +
+                                                     "; the call may or may not have been applied before the "
+                                                     "connection broke");
+        }
+        deliver(*mine.op, std::move(error));
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// --- The I/O thread ------------------------------------------------------------
+
+bool IoLoop::own(Conn& c) {
+  if (c.owned) return true;
+  if (!c.m.try_lock()) return false;  // a direct caller is using it
+  c.owned = true;
+  return true;
+}
+
+void IoLoop::release_idle() {
+  for (Conn& c : conns_) {
+    if (c.owned && c.inflight.empty() && (c.state == ConnState::kReady || c.state == ConnState::kIdle)) {
+      c.owned = false;
+      c.m.unlock();
+    }
+  }
 }
 
 void IoLoop::take_incoming(std::unique_lock<std::mutex>& lock) {
@@ -140,8 +254,11 @@ void IoLoop::run() {
       take_incoming(lock);
     }
     SteadyClock::time_point now = SteadyClock::now();
+    waiting_.store(pending_.size());
     check_timers(now);
     dispatch(now);
+    release_idle();
+    waiting_.store(pending_.size());
 
     fds.clear();
     owners.clear();
@@ -173,13 +290,16 @@ void IoLoop::run() {
       fds.push_back(pollfd{sock, events, 0});
       owners.push_back(&c);
     };
-    for (Conn& c : conns_) watch(c);
+    for (Conn& c : conns_) {
+      if (c.owned) watch(c);
+    }
     watch(listener_);
     for (const auto& op : pending_) next = std::min(next, op->deadline);
+    // Calls waiting for a connection: look again soon even if the wake-up
+    // of a direct caller that freed one is missed.
+    if (!pending_.empty()) next = std::min(next, now + std::chrono::milliseconds(20));
     if (cfg_.options.sweep_interval.count() > 0) next = std::min(next, next_sweep_);
-    now = SteadyClock::now();
-    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(std::max(next - now, SteadyClock::duration(0)));
-    const int rc = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(wait.count(), INT_MAX)));
+    const int rc = ::poll(fds.data(), fds.size(), poll_timeout(SteadyClock::now(), next));
     if (rc < 0) continue;  // EINTR; timers are checked at the top
     if ((fds[0].revents & POLLIN) != 0) {
       std::uint64_t value = 0;
@@ -199,6 +319,7 @@ void IoLoop::run() {
     }
   }
   fail_everything(Error(ErrorCode::kUnavailable, "postgresql: the store was closed before the call finished"));
+  release_idle();  // the mutexes are unlocked by the thread that locked them
 }
 
 void IoLoop::check_timers(SteadyClock::time_point now) {
@@ -227,17 +348,14 @@ void IoLoop::check_timers(SteadyClock::time_point now) {
     if (c.state != ConnState::kReady) return;
     for (const InFlight& f : c.inflight) {
       if (f.op && f.op->deadline <= now) {
-        break_conn(c,
-                   Error(ErrorCode::kTimeout, std::string("postgresql: ") + f.op->what + " (" + cfg_.target +
-                                                  "): no answer within " + std::to_string(f.op->timeout.count()) +
-                                                  " ms; the connection was closed and the call may or may not have "
-                                                  "been applied (retry; check the server's load and locks)"),
-                   true);
+        break_conn(c, Error(ErrorCode::kTimeout, timed_out(*f.op, cfg_.target)), true);
         return;
       }
     }
   };
-  for (Conn& c : conns_) check(c);
+  for (Conn& c : conns_) {
+    if (c.owned) check(c);
+  }
   check(listener_);
   if (cfg_.options.sweep_interval.count() > 0 && next_sweep_ <= now) {
     next_sweep_ = now + cfg_.options.sweep_interval;
@@ -246,42 +364,46 @@ void IoLoop::check_timers(SteadyClock::time_point now) {
 }
 
 void IoLoop::dispatch(SteadyClock::time_point now) {
+  auto opening = [&] {
+    return std::any_of(conns_.begin(), conns_.end(), [](const Conn& c) {
+      return c.owned && (c.state == ConnState::kConnecting || c.state == ConnState::kSetup);
+    });
+  };
+  // Opens one more connection in an empty slot (up to pool_size).
+  auto open_one = [&] {
+    for (Conn& c : conns_) {
+      if (!own(c) || c.state != ConnState::kIdle) continue;  // in use, or connected already
+      (void)start_connect(c, now);                           // on failure, connect_failed() fails the pending calls
+      return;
+    }
+  };
   while (!pending_.empty()) {
     Conn* best = nullptr;
     for (Conn& c : conns_) {
-      if (c.state == ConnState::kReady && (best == nullptr || c.inflight.size() < best->inflight.size())) best = &c;
+      if (c.owned && c.state == ConnState::kReady && (best == nullptr || c.inflight.size() < best->inflight.size())) {
+        best = &c;
+      }
     }
-    if (best == nullptr) break;
-    if (!best->inflight.empty()) {
-      // Every ready connection has work in flight: open one more (up to
-      // pool_size), so that one slow statement does not hold up the rest.
-      const bool opening = std::any_of(conns_.begin(), conns_.end(), [](const Conn& c) {
-        return c.state == ConnState::kConnecting || c.state == ConnState::kSetup;
-      });
-      if (!opening) {
-        for (Conn& c : conns_) {
-          if (c.state == ConnState::kIdle) {
-            (void)start_connect(c, now);
-            break;
-          }
+    if (best == nullptr || !best->inflight.empty()) {
+      // Prefer an idle ready connection that no direct caller is using.
+      for (Conn& c : conns_) {
+        if (!c.owned && own(c) && c.state == ConnState::kReady && c.inflight.empty()) {
+          best = &c;
+          break;
         }
       }
+    }
+    if (best == nullptr) break;
+    if (!best->inflight.empty() && !opening()) {
+      // Every usable connection has work in flight: open one more, so that
+      // one slow statement does not hold up the rest.
+      open_one();
     }
     std::unique_ptr<Op> op = std::move(pending_.front());
     pending_.pop_front();
     send_op(*best, std::move(op));
   }
-  if (pending_.empty()) return;
-  const bool opening = std::any_of(conns_.begin(), conns_.end(), [](const Conn& c) {
-    return c.state == ConnState::kConnecting || c.state == ConnState::kSetup;
-  });
-  if (opening) return;
-  for (Conn& c : conns_) {
-    if (c.state == ConnState::kIdle) {
-      (void)start_connect(c, now);  // on failure, connect_failed() fails the pending calls
-      return;
-    }
-  }
+  if (!pending_.empty() && !opening()) open_one();
 }
 
 bool IoLoop::start_connect(Conn& c, SteadyClock::time_point now) {
@@ -340,12 +462,11 @@ void IoLoop::begin_setup(Conn& c) {
   flush(c);
 }
 
-bool IoLoop::send_op(Conn& c, std::unique_ptr<Op> op) {
-  PGconn* pg = c.pg.get();
+bool IoLoop::send_statements(PGconn* pg, const Op& op) {
   std::vector<const char*> values;
   std::vector<int> lengths;
   std::vector<int> formats;
-  for (const Statement& st : op->statements) {
+  for (const Statement& st : op.statements) {
     const postgres_sql::StatementDef& def = postgres_sql::statement(st.id);
     values.clear();
     lengths.clear();
@@ -357,15 +478,15 @@ bool IoLoop::send_op(Conn& c, std::unique_ptr<Op> op) {
     }
     if (PQsendQueryPrepared(pg, def.name.data(), static_cast<int>(values.size()), values.data(), lengths.data(),
                             formats.data(), 1) != 1) {
-      const Error e = connection_error(pg, op->what, cfg_.target);
-      ++ops_;
-      deliver(*op, e);
-      break_conn(c, e, false);
       return false;
     }
   }
-  if (PQpipelineSync(pg) != 1) {
-    const Error e = connection_error(pg, op->what, cfg_.target);
+  return PQpipelineSync(pg) == 1;
+}
+
+bool IoLoop::send_op(Conn& c, std::unique_ptr<Op> op) {
+  if (!send_statements(c.pg.get(), *op)) {
+    const Error e = connection_error(c.pg.get(), op->what, cfg_.target);
     ++ops_;
     deliver(*op, e);
     break_conn(c, e, false);
@@ -392,16 +513,11 @@ void IoLoop::flush(Conn& c) {
   c.want_write = r == 1;
 }
 
-void IoLoop::on_readable(Conn& c) {
+IoLoop::Pump IoLoop::pump(Conn& c, std::vector<InFlight>& finished, Error& error) {
   PGconn* pg = c.pg.get();
   if (PQconsumeInput(pg) != 1) {
-    const Error e = connection_error(pg, "reading an answer", cfg_.target);
-    if (c.state == ConnState::kSetup) {
-      connect_failed(c, e);
-    } else {
-      break_conn(c, e, false);
-    }
-    return;
+    error = connection_error(pg, "reading an answer", cfg_.target);
+    return c.state == ConnState::kSetup ? Pump::kSetupFailed : Pump::kBroken;
   }
   while (PGnotify* n = PQnotifies(pg)) {
     if (c.listener && cfg_.on_notify) cfg_.on_notify(n->extra == nullptr ? "" : n->extra);
@@ -449,8 +565,8 @@ void IoLoop::on_readable(Conn& c) {
     ++round_trips_;
     if (!done.op) {
       if (done.error) {
-        connect_failed(c, *done.error);
-        return;
+        error = std::move(*done.error);
+        return Pump::kSetupFailed;
       }
       c.state = ConnState::kReady;
       if (c.listener) {
@@ -461,15 +577,24 @@ void IoLoop::on_readable(Conn& c) {
       }
       continue;
     }
-    finish(done);
+    finished.push_back(std::move(done));
   }
-  if (c.pg && PQstatus(c.pg.get()) == CONNECTION_BAD) {
-    const Error e = connection_error(c.pg.get(), "reading an answer", cfg_.target);
-    if (c.state == ConnState::kSetup) {
-      connect_failed(c, e);
-    } else {
-      break_conn(c, e, false);
-    }
+  if (PQstatus(pg) == CONNECTION_BAD) {
+    error = connection_error(pg, "reading an answer", cfg_.target);
+    return c.state == ConnState::kSetup ? Pump::kSetupFailed : Pump::kBroken;
+  }
+  return Pump::kOk;
+}
+
+void IoLoop::on_readable(Conn& c) {
+  std::vector<InFlight> finished;
+  Error error;
+  const Pump result = pump(c, finished, error);
+  for (InFlight& f : finished) finish(f);
+  if (result == Pump::kSetupFailed) {
+    connect_failed(c, error);
+  } else if (result == Pump::kBroken) {
+    break_conn(c, error, false);
   }
 }
 
@@ -520,8 +645,15 @@ void IoLoop::connect_failed(Conn& c, const Error& why) {
     for (auto& w : waiters) w(false);
     return;
   }
-  const bool other =
-      std::any_of(conns_.begin(), conns_.end(), [](const Conn& o) { return o.state != ConnState::kIdle; });
+  // Another connection that is up, or on its way up, will serve the queue;
+  // one a direct caller holds is up (only ready ones are lent).
+  bool other = false;
+  for (Conn& o : conns_) {
+    if (&o != &c && (!own(o) || o.state != ConnState::kIdle)) {
+      other = true;
+      break;
+    }
+  }
   if (!other) fail_pending(why);
 }
 
@@ -547,11 +679,11 @@ void IoLoop::fail_everything(const Error& why) {
   for (auto& op : incoming) pending_.push_back(std::move(op));
   fail_pending(why);
   for (Conn& c : conns_) {
-    if (c.state != ConnState::kIdle) break_conn(c, why, false);
+    // A direct caller finishes its own call; its connection closes with the loop.
+    if (own(c) && c.state != ConnState::kIdle) break_conn(c, why, false);
   }
   if (listener_.state != ConnState::kIdle) break_conn(listener_, why, false);
-  // Listen requests that never ran: answer them (not listening) by running
-  // them now that the listener is down for good.
+  // Listen requests that never ran: answer them (not listening).
   closed_ = true;
   for (auto& task : tasks) task();
   auto waiters = std::move(listen_waiters_);

@@ -9,6 +9,15 @@
 //
 // Threading: submit() may be called from any thread (also from an Op's
 // completion); completions run on the I/O thread and must not block.
+//
+// run_direct() is the synchronous callers' shortcut: it runs an Op on the
+// calling thread over a connection that has nothing in flight, so that a
+// blocking call costs what a blocking libpq call costs, instead of two
+// thread handoffs (which dominate on a loaded machine; see
+// docs/postgres.md). Each connection has a mutex: the I/O thread holds it
+// while the connection has work in flight (or is being opened) and lets go
+// of idle ones, which it then does not watch; a direct caller try-locks an
+// idle, ready one and otherwise falls back to submit().
 #pragma once
 
 #include <atomic>
@@ -83,6 +92,11 @@ class IoLoop : public std::enable_shared_from_this<IoLoop> {
   // submit() queues `op`. After stop() it fails at once, on this thread.
   void submit(std::unique_ptr<Op> op);
 
+  // run_direct() runs `op` on this thread if a connection is idle and
+  // ready; its completion runs here too. false (and `op` untouched) when
+  // none is: submit() it then.
+  bool run_direct(std::unique_ptr<Op>& op);
+
   // ensure_listening() brings up the LISTEN connection if it is not up;
   // `done(true)` once notifications are in force, `done(false)` when the
   // connection failed (callers fall back to polling). Runs on the I/O thread.
@@ -102,6 +116,10 @@ class IoLoop : public std::enable_shared_from_this<IoLoop> {
     std::optional<Error> error;
   };
   struct Conn {
+    // Held by the I/O thread while `owned`, or by a direct caller while it
+    // runs an Op; every other field is touched only by the holder.
+    std::mutex m;
+    bool owned = false;  // I/O thread only
     ConnPtr pg;
     ConnState state = ConnState::kIdle;
     PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
@@ -120,6 +138,14 @@ class IoLoop : public std::enable_shared_from_this<IoLoop> {
   bool send_op(Conn& c, std::unique_ptr<Op> op);
   void flush(Conn& c);
   void on_readable(Conn& c);
+  enum class Pump : std::uint8_t { kOk, kBroken, kSetupFailed };
+  // pump() reads what arrived and moves the Ops it finished to `finished`
+  // (their completions are the caller's to run, after pump()).
+  Pump pump(Conn& c, std::vector<InFlight>& finished, Error& error);
+  bool send_statements(PGconn* pg, const Op& op);
+  bool own(Conn& c);
+  void release_idle();
+  void wake();
   void finish(InFlight& f);
   void break_conn(Conn& c, const Error& why, bool timed_out);
   void connect_failed(Conn& c, const Error& why);
@@ -141,6 +167,8 @@ class IoLoop : public std::enable_shared_from_this<IoLoop> {
   std::vector<std::unique_ptr<Op>> incoming_;  // guarded by mutex_
   std::vector<std::function<void()>> tasks_;   // guarded by mutex_
   bool stopping_ = false;                      // guarded by mutex_
+  std::atomic<bool> stopped_{false};           // stopping_, for run_direct()
+  std::atomic<std::size_t> waiting_{0};        // pending_.size(), for run_direct()
   int wake_fd_ = -1;
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_{};

@@ -131,6 +131,27 @@ struct Core {
   }
 };
 
+// Set while a synchronous call starts its Op: the Op may then run right on
+// the calling thread (IoLoop::run_direct), which saves the two thread
+// handoffs of going through the I/O thread and back.
+thread_local bool t_direct = false;
+
+class DirectScope {
+ public:
+  DirectScope() noexcept : previous_(t_direct) { t_direct = true; }
+  ~DirectScope() { t_direct = previous_; }
+  DirectScope(const DirectScope&) = delete;
+  DirectScope& operator=(const DirectScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+void execute(const std::shared_ptr<Core>& core, std::unique_ptr<Op> op) {
+  if (t_direct && core->loop->run_direct(op)) return;
+  core->loop->submit(std::move(op));
+}
+
 std::unique_ptr<Op> make_op(const char* what, milliseconds timeout) {
   auto op = std::make_unique<Op>();
   op->what = what;
@@ -171,25 +192,21 @@ Statement claim_statement(const ClaimRequest& req) {
                     int8(millis(req.lease)), int8(millis(req.ttl))}};
 }
 
-// The answer of one claim statement: the outcome, or nullopt when the claim
-// must run again (its snapshot was overtaken, see sql.h).
-Result<std::optional<ClaimOutcome>> claim_answer(const PGresult* r, std::string_view fingerprint) {
-  if (PQntuples(r) == 0) return std::optional<ClaimOutcome>();
-  const std::vector<Field> fields = row_fields(r, 0);
-  Result<pg::ClaimRow> row = pg::decode_claim_row(fields);
-  if (!row) return std::move(row).error();
+// The outcome of a decoded claim row, or nullopt when the claim must run
+// again (its snapshot was overtaken, see sql.h).
+std::optional<ClaimOutcome> decide(pg::ClaimRow row, std::string_view fingerprint) {
   ClaimOutcome out;
-  if (row->acquired) {
+  if (row.acquired) {
     out.status = ClaimStatus::kAcquired;
-    out.acquire_kind = row->acquire_kind;
-    out.token = row->record.token;
-    out.attempt = row->record.attempt;
-    out.lease_expires_at = row->record.lease_expires_at;
-    out.checkpoint = std::move(row->record.checkpoint);
-    return std::optional<ClaimOutcome>(std::move(out));
+    out.acquire_kind = row.acquire_kind;
+    out.token = row.record.token;
+    out.attempt = row.record.attempt;
+    out.lease_expires_at = row.record.lease_expires_at;
+    out.checkpoint = std::move(row.record.checkpoint);
+    return out;
   }
-  if (!row->blocked) return std::optional<ClaimOutcome>();
-  const IdempotencyRecord& rec = row->record;
+  if (!row.blocked) return std::nullopt;
+  const IdempotencyRecord& rec = row.record;
   if (!rec.fingerprint.empty() && !fingerprint.empty() && rec.fingerprint != fingerprint) {
     out.status = ClaimStatus::kMismatch;
   } else if (rec.status == ProcessingStatus::kCompleted) {
@@ -199,8 +216,16 @@ Result<std::optional<ClaimOutcome>> claim_answer(const PGresult* r, std::string_
   } else {
     out.status = ClaimStatus::kInProgress;
   }
-  out.record = std::move(row->record);
-  return std::optional<ClaimOutcome>(std::move(out));
+  out.record = std::move(row.record);
+  return out;
+}
+
+// The answer of one claim statement (see decide()).
+Result<std::optional<ClaimOutcome>> claim_answer(const PGresult* r, std::string_view fingerprint) {
+  if (PQntuples(r) == 0) return std::optional<ClaimOutcome>();
+  Result<pg::ClaimRow> row = pg::decode_claim_row(row_fields(r, 0));
+  if (!row) return std::move(row).error();
+  return decide(std::move(*row), fingerprint);
 }
 
 Error claim_raced(std::string_view key, const std::string& target) {
@@ -222,7 +247,7 @@ void run_claim(const std::shared_ptr<Core>& core, std::shared_ptr<const Statemen
     if (attempt + 1 >= kClaimAttempts) return deliver(done, claim_raced(*st->params[0], core->target));
     run_claim(core, std::move(st), attempt + 1, std::move(done));
   };
-  core->loop->submit(std::move(op));
+  execute(core, std::move(op));
 }
 
 void submit_owner_update(const std::shared_ptr<Core>& core, const char* what, Statement st, std::string key,
@@ -242,7 +267,7 @@ void submit_owner_update(const std::shared_ptr<Core>& core, const char* what, St
     }
     deliver(done, written ? ok_status() : Status(lease_lost(key, token)));
   };
-  core->loop->submit(std::move(op));
+  execute(core, std::move(op));
 }
 
 Result<std::optional<IdempotencyRecord>> record_answer(const PGresult* r) {
@@ -264,9 +289,14 @@ struct SyncSlot {
 template <typename V, typename Start>
 V wait_for(Start&& start) {
   auto slot = std::make_shared<SyncSlot<V>>();
+  const DirectScope direct;
   start([slot](V v) {
-    std::lock_guard lock(slot->mutex);
-    slot->value.emplace(std::move(v));
+    {
+      std::lock_guard lock(slot->mutex);
+      slot->value.emplace(std::move(v));
+    }
+    // Outside the lock, so the woken caller does not block on it again;
+    // the slot is kept alive by this closure.
     slot->cv.notify_one();
   });
   std::unique_lock lock(slot->mutex);
@@ -292,7 +322,7 @@ void run_sweep_batches(const std::shared_ptr<Core>& core, std::uint64_t removed_
     if (*n < kSweepBatch) return deliver(done, Result<SweepReport>(SweepReport{total}));
     run_sweep_batches(core, total, std::move(done));
   };
-  core->loop->submit(std::move(op));
+  execute(core, std::move(op));
 }
 
 class PostgresStoreImpl final : public Store {
@@ -313,37 +343,50 @@ class PostgresStoreImpl final : public Store {
     run_claim(core_, std::make_shared<const Statement>(claim_statement(req)), 0, std::move(done));
   }
 
+  // claim_many_async() sends every distinct key once in one set-based
+  // statement (sql.h kClaimBatchSql): one round trip, one commit. A key
+  // repeated in the batch gets what a second claim right after the first
+  // would get (derived from the first's answer); the rare case that needs a
+  // real second claim, and keys whose snapshot was overtaken, are claimed
+  // alone afterwards, in request order.
   void claim_many_async(std::span<const ClaimRequest> requests,
                         ResultCallback<std::vector<ClaimOutcome>> done) override {
     if (requests.empty()) return deliver(done, std::vector<ClaimOutcome>());
     for (const ClaimRequest& req : requests) {
       if (auto e = check_claim(req)) return deliver(done, std::move(*e));
     }
-    auto statements = std::make_shared<std::vector<Statement>>();
-    statements->reserve(requests.size());
-    for (const ClaimRequest& req : requests) statements->push_back(claim_statement(req));
+    auto batch = std::make_shared<Batch>();
+    batch->singles.reserve(requests.size());
+    for (const ClaimRequest& req : requests) batch->singles.push_back(claim_statement(req));
+    batch->first_of.resize(requests.size());
+    batch->outs.resize(requests.size());
+    std::unordered_map<std::string_view, std::size_t> seen;
+    std::vector<std::string_view> keys, ids, types, fps, leases, ttls;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const auto& p = batch->singles[i].params;
+      auto [it, fresh] = seen.emplace(*p[0], i);
+      batch->first_of[i] = it->second;
+      if (!fresh) continue;
+      keys.push_back(*p[0]);
+      ids.push_back(*p[1]);
+      types.push_back(*p[2]);
+      fps.push_back(*p[3]);
+      leases.push_back(*p[4]);
+      ttls.push_back(*p[5]);
+    }
     auto op = make_op("claiming keys", core_->timeout());
-    op->statements = *statements;
-    op->done = [core = core_, statements, done = std::move(done)](OpResults r) mutable {
+    op->statements.push_back(Statement{
+        sql::Stmt::kClaimBatch,
+        {pg::encode_array(sql::kText, keys), pg::encode_array(sql::kText, ids), pg::encode_array(sql::kText, types),
+         pg::encode_array(sql::kText, fps), pg::encode_array(sql::kInt8, leases), pg::encode_array(sql::kInt8, ttls)}});
+    op->done = [core = core_, batch, done = std::move(done)](OpResults r) mutable {
       if (!r) return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(r).error()));
-      auto outs = std::make_shared<std::vector<ClaimOutcome>>(statements->size());
-      std::vector<std::size_t> again;
-      for (std::size_t i = 0; i < statements->size(); ++i) {
-        Result<std::optional<ClaimOutcome>> answer = claim_answer((*r)[i].get(), *(*statements)[i].params[3]);
-        if (!answer) return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(answer).error()));
-        if (*answer) {
-          (*outs)[i] = std::move(**answer);
-        } else {
-          again.push_back(i);
-        }
+      if (Status s = resolve_batch(*batch, r->front().get()); !s) {
+        return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(s).error()));
       }
-      if (again.empty()) return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(*outs)));
-      // Rare: a key changed under the batch's snapshot. Claim those alone,
-      // in order (a key may repeat in a batch), then answer.
-      finish_batch(core, statements, outs, std::make_shared<std::vector<std::size_t>>(std::move(again)), 0,
-                   std::move(done));
+      claim_alone(core, std::move(batch), 0, std::move(done));
     };
-    core_->loop->submit(std::move(op));
+    execute(core_, std::move(op));
   }
 
   void complete_async(const CompleteRequest& req, StatusCallback done) override {
@@ -391,7 +434,7 @@ class PostgresStoreImpl final : public Store {
       if (!r) return deliver(done, Result<std::optional<IdempotencyRecord>>(std::move(r).error()));
       deliver(done, record_answer(r->front().get()));
     };
-    core_->loop->submit(std::move(op));
+    execute(core_, std::move(op));
   }
 
   void remove_async(std::string_view key, ResultCallback<bool> done) override {
@@ -404,7 +447,7 @@ class PostgresStoreImpl final : public Store {
       if (!n) return deliver(done, Result<bool>(std::move(n).error()));
       deliver(done, Result<bool>(*n > 0));
     };
-    core_->loop->submit(std::move(op));
+    execute(core_, std::move(op));
   }
 
   // --- Synchronous forms: asynchronous + wait. ------------------------------
@@ -517,17 +560,83 @@ class PostgresStoreImpl final : public Store {
   Result<std::optional<IdempotencyRecord>> wait_settled(std::string_view key, milliseconds timeout) override;
 
  private:
-  static void finish_batch(const std::shared_ptr<Core>& core, std::shared_ptr<std::vector<Statement>> statements,
-                           std::shared_ptr<std::vector<ClaimOutcome>> outs,
-                           std::shared_ptr<std::vector<std::size_t>> again, std::size_t next,
-                           ResultCallback<std::vector<ClaimOutcome>> done) {
-    if (next == again->size()) return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(*outs)));
-    const std::size_t i = (*again)[next];
-    run_claim(core, std::make_shared<const Statement>((*statements)[i]), 1,
-              [core, statements, outs, again, next, i, done = std::move(done)](Result<ClaimOutcome> r) mutable {
+  struct Batch {
+    std::vector<Statement> singles;     // per request: its own claim, for claims run alone
+    std::vector<std::size_t> first_of;  // per request: the first request with the same key
+    std::vector<ClaimOutcome> outs;
+    std::vector<std::size_t> alone;  // requests to claim one by one afterwards, in order
+  };
+
+  // Reads the batch statement's answer into batch.outs (and batch.alone).
+  static Status resolve_batch(Batch& batch, const PGresult* r) {
+    std::unordered_map<std::string, pg::ClaimRow> rows;
+    for (int i = 0; i < PQntuples(r); ++i) {
+      Result<pg::ClaimRow> row = pg::decode_claim_row(row_fields(r, i));
+      if (!row) return std::move(row).error();
+      std::string key = row->record.idempotency_key;
+      rows.emplace(std::move(key), std::move(*row));
+    }
+    const std::size_t n = batch.singles.size();
+    std::vector<bool> is_alone(n, false);
+    std::vector<std::optional<IdempotencyRecord>> records(n);  // of first occurrences
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& p = batch.singles[i].params;
+      const std::size_t first = batch.first_of[i];
+      if (first == i) {
+        auto it = rows.find(*p[0]);
+        std::optional<ClaimOutcome> out;
+        if (it != rows.end()) {
+          records[i] = it->second.record;
+          out = decide(std::move(it->second), *p[3]);
+        }
+        if (out) {
+          batch.outs[i] = std::move(*out);
+        } else {
+          is_alone[i] = true;
+        }
+        continue;
+      }
+      // A repeat: what a claim right after the first occurrence answers.
+      if (is_alone[first] || !records[first]) {
+        is_alone[i] = true;
+        continue;
+      }
+      const IdempotencyRecord& rec = *records[first];
+      const ClaimOutcome& prior = batch.outs[first];
+      ClaimOutcome out;
+      if (!rec.fingerprint.empty() && !p[3]->empty() && rec.fingerprint != *p[3]) {
+        out.status = ClaimStatus::kMismatch;
+      } else if (prior.acquired()) {
+        out.status = ClaimStatus::kInProgress;
+      } else if (rec.status == ProcessingStatus::kCompleted) {
+        out.status = ClaimStatus::kCompleted;
+      } else if (rec.status == ProcessingStatus::kFailed && !rec.retryable) {
+        out.status = ClaimStatus::kFailed;
+      } else if (rec.status == ProcessingStatus::kProcessing && prior.status == ClaimStatus::kInProgress) {
+        out.status = ClaimStatus::kInProgress;
+      } else {
+        // The first was refused for its payload; this one may acquire.
+        is_alone[i] = true;
+        continue;
+      }
+      out.record = rec;
+      batch.outs[i] = std::move(out);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (is_alone[i]) batch.alone.push_back(i);
+    }
+    return ok_status();
+  }
+
+  static void claim_alone(const std::shared_ptr<Core>& core, std::shared_ptr<Batch> batch, std::size_t next,
+                          ResultCallback<std::vector<ClaimOutcome>> done) {
+    if (next == batch->alone.size()) return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(batch->outs)));
+    const std::size_t i = batch->alone[next];
+    run_claim(core, std::make_shared<const Statement>(batch->singles[i]), 0,
+              [core, batch, next, i, done = std::move(done)](Result<ClaimOutcome> r) mutable {
                 if (!r) return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(r).error()));
-                (*outs)[i] = std::move(*r);
-                finish_batch(core, std::move(statements), std::move(outs), std::move(again), next + 1, std::move(done));
+                batch->outs[i] = std::move(*r);
+                claim_alone(core, std::move(batch), next + 1, std::move(done));
               });
   }
 
@@ -537,7 +646,7 @@ class PostgresStoreImpl final : public Store {
       auto op = make_op(what, timeout);
       op->statements = std::move(statements);
       op->done = std::move(cb);
-      core_->loop->submit(std::move(op));
+      execute(core_, std::move(op));
     });
   }
 

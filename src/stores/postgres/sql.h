@@ -31,6 +31,8 @@ inline constexpr unsigned kBool = 16;
 inline constexpr unsigned kBytea = 17;
 inline constexpr unsigned kInt8 = 20;
 inline constexpr unsigned kText = 25;
+inline constexpr unsigned kTextArray = 1009;
+inline constexpr unsigned kInt8Array = 1016;
 
 // Run before any migration, outside the advisory lock: whether the version
 // table exists, then what it holds (two statements: a query naming a missing
@@ -91,6 +93,37 @@ INSERT INTO {S}.schema_version (version) VALUES (1);
   "lease_expires_at, fingerprint, expires_at, checkpoint_name, checkpoint_data"
 inline constexpr std::size_t kRecordColumns = 16;
 
+// The takeover of an existing row, shared by kClaimSql and kClaimBatchSql:
+// `r` is the row as locked, `excluded` the row offered. An expired row
+// starts a new life (attempt 1, nothing carried over).
+#define IDEM_PG_CLAIM_UPDATE                                                                                           \
+  "    token            = nextval('{S}.tokens'),\n"                                                                    \
+  "    event_id         = CASE WHEN r.expires_at <= statement_timestamp() THEN excluded.event_id ELSE r.event_id "     \
+  "END,\n"                                                                                                             \
+  "    event_type       = CASE WHEN r.expires_at <= statement_timestamp() THEN excluded.event_type ELSE r.event_type " \
+  "END,\n"                                                                                                             \
+  "    status           = 'PROCESSING',\n"                                                                             \
+  "    result           = NULL,\n"                                                                                     \
+  "    error            = NULL,\n"                                                                                     \
+  "    retryable        = true,\n"                                                                                     \
+  "    first_seen_at    = CASE WHEN r.expires_at <= statement_timestamp() THEN excluded.first_seen_at\n"               \
+  "                            ELSE r.first_seen_at END,\n"                                                            \
+  "    completed_at     = NULL,\n"                                                                                     \
+  "    attempt          = CASE WHEN r.expires_at <= statement_timestamp() THEN 1 ELSE r.attempt + 1 END,\n"            \
+  "    lease_expires_at = excluded.lease_expires_at,\n"                                                                \
+  "    fingerprint      = CASE WHEN r.expires_at <= statement_timestamp() OR excluded.fingerprint <> ''\n"             \
+  "                            THEN excluded.fingerprint ELSE r.fingerprint END,\n"                                    \
+  "    expires_at       = excluded.expires_at,\n"                                                                      \
+  "    checkpoint_name  = CASE WHEN r.expires_at <= statement_timestamp() THEN NULL ELSE r.checkpoint_name END,\n"     \
+  "    checkpoint_data  = CASE WHEN r.expires_at <= statement_timestamp() THEN NULL ELSE r.checkpoint_data END,\n"     \
+  "    acquire_kind     = CASE WHEN r.expires_at <= statement_timestamp() THEN 0\n"                                    \
+  "                            WHEN r.status = 'PROCESSING' THEN 1 ELSE 2 END,\n"                                      \
+  "    completed_in_tx  = false\n"                                                                                     \
+  "  WHERE r.expires_at <= statement_timestamp()\n"                                                                    \
+  "     OR (((r.status = 'PROCESSING' AND r.lease_expires_at <= statement_timestamp())\n"                              \
+  "          OR (r.status = 'FAILED' AND r.retryable))\n"                                                              \
+  "         AND (excluded.fingerprint = '' OR r.fingerprint = '' OR r.fingerprint = excluded.fingerprint))\n"
+
 // The claim: one statement, one round trip. $1 key, $2 event_id,
 // $3 event_type, $4 fingerprint ('' = unchecked), $5 lease ms, $6 ttl ms.
 //
@@ -121,31 +154,7 @@ WITH cur AS (
          statement_timestamp() + $5 * interval '1 millisecond', $4,
          statement_timestamp() + greatest($5, $6) * interval '1 millisecond', 0
   WHERE NOT EXISTS (SELECT 1 FROM blocked)
-  ON CONFLICT (key) DO UPDATE SET
-    token            = nextval('{S}.tokens'),
-    event_id         = CASE WHEN r.expires_at <= statement_timestamp() THEN excluded.event_id ELSE r.event_id END,
-    event_type       = CASE WHEN r.expires_at <= statement_timestamp() THEN excluded.event_type ELSE r.event_type END,
-    status           = 'PROCESSING',
-    result           = NULL,
-    error            = NULL,
-    retryable        = true,
-    first_seen_at    = CASE WHEN r.expires_at <= statement_timestamp() THEN excluded.first_seen_at
-                            ELSE r.first_seen_at END,
-    completed_at     = NULL,
-    attempt          = CASE WHEN r.expires_at <= statement_timestamp() THEN 1 ELSE r.attempt + 1 END,
-    lease_expires_at = excluded.lease_expires_at,
-    fingerprint      = CASE WHEN r.expires_at <= statement_timestamp() OR excluded.fingerprint <> ''
-                            THEN excluded.fingerprint ELSE r.fingerprint END,
-    expires_at       = excluded.expires_at,
-    checkpoint_name  = CASE WHEN r.expires_at <= statement_timestamp() THEN NULL ELSE r.checkpoint_name END,
-    checkpoint_data  = CASE WHEN r.expires_at <= statement_timestamp() THEN NULL ELSE r.checkpoint_data END,
-    acquire_kind     = CASE WHEN r.expires_at <= statement_timestamp() THEN 0
-                            WHEN r.status = 'PROCESSING' THEN 1 ELSE 2 END,
-    completed_in_tx  = false
-  WHERE r.expires_at <= statement_timestamp()
-     OR (((r.status = 'PROCESSING' AND r.lease_expires_at <= statement_timestamp())
-          OR (r.status = 'FAILED' AND r.retryable))
-         AND (excluded.fingerprint = '' OR r.fingerprint = '' OR r.fingerprint = excluded.fingerprint))
+  ON CONFLICT (key) DO UPDATE SET )sql" IDEM_PG_CLAIM_UPDATE R"sql(
   RETURNING r.*
 )
 SELECT )sql" IDEM_PG_RECORD_COLUMNS R"sql(, acquire_kind, true, false FROM ins
@@ -154,6 +163,46 @@ SELECT )sql" IDEM_PG_RECORD_COLUMNS R"sql(, acquire_kind, false, EXISTS (SELECT 
 WHERE NOT EXISTS (SELECT 1 FROM ins)
 )sql";
 inline constexpr std::size_t kClaimColumns = kRecordColumns + 3;
+
+// The batch claim (claim_many): the same decision as kClaimSql for many
+// distinct keys in one set-based statement, so that a batch costs one
+// executor start, one plan and one commit instead of one each per key.
+// $1 keys, $2 event ids, $3 event types, $4 fingerprints (text[]), $5 lease
+// ms, $6 ttl ms (bigint[]); the caller sends each key once (repeats are
+// resolved from the first occurrence's answer). Rows are inserted in key
+// order, so concurrent batches lock rows in the same order and cannot
+// deadlock each other. One answer row per key, as in kClaimSql, matched to
+// the request by key.
+inline constexpr std::string_view kClaimBatchSql = R"sql(
+WITH req AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+           AS q(key, event_id, event_type, fingerprint, lease_ms, ttl_ms)
+), cur AS (
+  SELECT * FROM {S}.records WHERE key = ANY ($1::text[])
+), blocked AS (
+  SELECT c.key FROM cur c JOIN req q ON q.key = c.key
+  WHERE c.expires_at > statement_timestamp()
+    AND NOT (((c.status = 'PROCESSING' AND c.lease_expires_at <= statement_timestamp())
+              OR (c.status = 'FAILED' AND c.retryable))
+             AND (q.fingerprint = '' OR c.fingerprint = '' OR c.fingerprint = q.fingerprint))
+), ins AS (
+  INSERT INTO {S}.records AS r (key, event_id, event_type, status, retryable, first_seen_at, attempt, token,
+                                lease_expires_at, fingerprint, expires_at, acquire_kind)
+  SELECT q.key, q.event_id, q.event_type, 'PROCESSING', true, statement_timestamp(), 1, nextval('{S}.tokens'),
+         statement_timestamp() + q.lease_ms * interval '1 millisecond', q.fingerprint,
+         statement_timestamp() + greatest(q.lease_ms, q.ttl_ms) * interval '1 millisecond', 0
+  FROM req q
+  WHERE NOT EXISTS (SELECT 1 FROM blocked b WHERE b.key = q.key)
+  ORDER BY q.key
+  ON CONFLICT (key) DO UPDATE SET )sql" IDEM_PG_CLAIM_UPDATE R"sql(
+  RETURNING r.*
+)
+SELECT )sql" IDEM_PG_RECORD_COLUMNS R"sql(, acquire_kind, true, false FROM ins
+UNION ALL
+SELECT )sql" IDEM_PG_RECORD_COLUMNS R"sql(, acquire_kind, false, EXISTS (SELECT 1 FROM blocked b WHERE b.key = c.key)
+FROM cur c
+WHERE NOT EXISTS (SELECT 1 FROM ins i WHERE i.key = c.key)
+)sql";
 
 // The NOTIFY payload: the key, unless it is too long for a payload (then ''
 // wakes every waiter of this store, who each re-read their own key).
@@ -267,12 +316,14 @@ UPDATE {S}.records SET waiters = true
 RETURNING )sql" IDEM_PG_RECORD_COLUMNS;
 
 #undef IDEM_PG_SCAN_HEAD
+#undef IDEM_PG_CLAIM_UPDATE
 #undef IDEM_PG_NOTIFY_PAYLOAD
 #undef IDEM_PG_RECORD_COLUMNS
 
 // The prepared statements of a store connection, with their parameter types.
 enum class Stmt : std::uint8_t {
   kClaim,
+  kClaimBatch,
   kComplete,
   kFail,
   kExtend,
@@ -299,6 +350,7 @@ struct StatementDef {
 
 inline constexpr std::array<StatementDef, static_cast<std::size_t>(Stmt::kCount)> kStatements = {{
     {"idem_claim", kClaimSql, {kText, kText, kText, kText, kInt8, kInt8}, 6},
+    {"idem_claim_batch", kClaimBatchSql, {kTextArray, kTextArray, kTextArray, kTextArray, kInt8Array, kInt8Array}, 6},
     {"idem_complete", kCompleteSql, {kText, kInt8, kBytea, kInt8, kBool}, 5},
     {"idem_fail", kFailSql, {kText, kInt8, kBytea, kInt8, kBool}, 5},
     {"idem_extend", kExtendSql, {kText, kInt8, kInt8}, 3},
