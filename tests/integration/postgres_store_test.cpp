@@ -102,6 +102,88 @@ TEST(PostgresStore, OneRoundTripPerCallAndPerBatch) {
   EXPECT_EQ(s3.calls - s2.calls, 1u);
 }
 
+TEST(PostgresStore, BatchRepeatsGetWhatASecondClaimWouldGet) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  // A retryable failure stored under payload A: a claim with payload B is a
+  // mismatch, and right after it a claim with payload A retries.
+  idem::ClaimRequest a = claim_req("rep:failed");
+  a.fingerprint = "fp-A";
+  idem::ClaimOutcome first = store->claim(a).value();
+  ASSERT_TRUE(store->fail({.key = "rep:failed", .token = first.token, .error = "e", .retryable = true}).ok());
+  idem::ClaimRequest b = a;
+  b.fingerprint = "fp-B";
+  idem::ClaimRequest fresh_b = claim_req("rep:new");
+  fresh_b.fingerprint = "fp-B";
+  idem::ClaimRequest fresh_a = fresh_b;
+  fresh_a.fingerprint = "fp-A";
+  std::vector<idem::ClaimRequest> batch = {b, a, a, fresh_b, fresh_a, fresh_b};
+  std::vector<idem::ClaimOutcome> outs = store->claim_many(batch).value();
+  ASSERT_EQ(outs.size(), batch.size());
+  EXPECT_EQ(outs[0].status, idem::ClaimStatus::kMismatch);
+  EXPECT_EQ(outs[1].status, idem::ClaimStatus::kAcquired);
+  EXPECT_EQ(outs[1].acquire_kind, idem::AcquireKind::kRetry);
+  EXPECT_EQ(outs[2].status, idem::ClaimStatus::kInProgress);
+  EXPECT_EQ(outs[3].status, idem::ClaimStatus::kAcquired);
+  EXPECT_EQ(outs[4].status, idem::ClaimStatus::kMismatch);
+  EXPECT_EQ(outs[5].status, idem::ClaimStatus::kInProgress);
+  ASSERT_TRUE(outs[5].record.has_value());
+  EXPECT_EQ(outs[5].record->token, outs[3].token);
+}
+
+TEST(PostgresStore, OverlappingBatchesInOppositeOrdersDoNotDeadlock) {
+  auto store = open_store("pool_size=4");
+  ASSERT_TRUE(store);
+  constexpr int kKeys = 200;
+  constexpr int kRounds = 10;
+  std::atomic<int> errors{0};
+  std::vector<std::atomic<int>> acquired(kKeys);
+  auto run = [&](bool reverse, int round) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < kKeys; ++i) {
+      keys.push_back("ovl:" + std::to_string(round) + ":" + std::to_string(reverse ? kKeys - 1 - i : i));
+    }
+    std::vector<idem::ClaimRequest> reqs;
+    for (const auto& k : keys) reqs.push_back(claim_req(k));
+    auto outs = store->claim_many(reqs);
+    if (!outs) {
+      errors.fetch_add(1);
+      ADD_FAILURE() << outs.error().to_string();
+      return;
+    }
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if ((*outs)[i].acquired())
+        acquired[static_cast<std::size_t>(std::stoi(keys[i].substr(keys[i].rfind(':') + 1)))]++;
+    }
+  };
+  for (int round = 0; round < kRounds; ++round) {
+    std::thread forward(run, false, round);
+    std::thread backward(run, true, round);
+    // And the asynchronous path at the same time.
+    std::atomic<bool> async_done{false};
+    std::vector<idem::ClaimRequest> reqs;
+    std::vector<std::string> keys;
+    for (int i = 0; i < kKeys; i += 3) keys.push_back("ovl:" + std::to_string(round) + ":" + std::to_string(i));
+    for (const auto& k : keys) reqs.push_back(claim_req(k));
+    store->claim_many_async(reqs, [&](idem::Result<std::vector<idem::ClaimOutcome>> r) {
+      if (!r) {
+        errors.fetch_add(1);
+      } else {
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+          if ((*r)[i].acquired())
+            acquired[static_cast<std::size_t>(std::stoi(keys[i].substr(keys[i].rfind(':') + 1)))]++;
+        }
+      }
+      async_done = true;
+    });
+    forward.join();
+    backward.join();
+    while (!async_done) std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(errors.load(), 0);
+  for (int i = 0; i < kKeys; ++i) EXPECT_EQ(acquired[static_cast<std::size_t>(i)].load(), kRounds) << i;
+}
+
 TEST(PostgresStore, AsyncIsNativeAndCompletesOnTheIoThread) {
   auto store = open_store();
   ASSERT_TRUE(store);
