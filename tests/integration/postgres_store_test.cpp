@@ -287,6 +287,9 @@ TEST(PostgresStore, UrlParsingAndRedaction) {
 
   EXPECT_EQ(idem::PostgresStore::redact_url("postgresql://u:secret@h/db?password=other&sslmode=require"),
             "postgresql://u:***@h/db?password=***&sslmode=require");
+  // Found by fuzz_postgres: a "://" inside the query must not hide it.
+  EXPECT_EQ(idem::PostgresStore::redact_url("x?a=://&password=s3"), "x?a=://&password=***");
+  EXPECT_EQ(idem::PostgresStore::redact_url("postgresql://h/db?p%61ssword=s3"), "postgresql://h/db?p%61ssword=***");
   for (const char* bad : {"postgresql://u:secret@h/db?schema=Bad-Name", "postgresql://u:secret@h/db?nope=1",
                           "postgresql://u:secret@h:99999/db", "postgresql://u:secret@h/db?pool_size=0",
                           "mysql://u:secret@h/db", "postgresql://u:secret@h/db?sslmode=sometimes"}) {

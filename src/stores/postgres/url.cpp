@@ -137,20 +137,21 @@ Status PostgresStoreOptions::validate() const {
 
 std::string PostgresStore::redact_url(std::string_view url) {
   std::string out(url);
-  const std::size_t scheme_end = out.find("://");
+  // The query starts at the first '?', wherever a "://" may appear after it.
+  const std::size_t query_start = out.find('?');
+  std::size_t scheme_end = out.find("://");
+  if (scheme_end != std::string::npos && query_start != std::string::npos && scheme_end > query_start) {
+    scheme_end = std::string::npos;
+  }
   const std::size_t authority = scheme_end == std::string::npos ? 0 : scheme_end + 3;
-  std::size_t query = out.find('?', authority);
-  // The user info ends at the last '@' before the path or query.
-  const std::size_t path = out.find('/', authority);
-  const std::size_t end = std::min(path, query);
+  // The user info ends at the last '@' before the path or the query.
+  const std::size_t end = std::min(out.find('/', authority), query_start);
   const std::size_t at = out.rfind('@', end == std::string::npos ? std::string::npos : end);
   if (at != std::string::npos && at >= authority) {
     const std::size_t colon = out.find(':', authority);
-    if (colon != std::string::npos && colon < at) {
-      out.replace(colon + 1, at - colon - 1, "***");
-    }
+    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
   }
-  query = out.find('?', authority);
+  const std::size_t query = out.find('?');
   if (query == std::string::npos) return out;
   std::size_t pos = query + 1;
   while (pos <= out.size()) {
