@@ -23,14 +23,14 @@
 #include "idem/stores/sqlite.h"
 #include "unit/prometheus_checker.h"
 
-#ifdef IDEM_TEST_REDIS
+#if defined(IDEM_TEST_REDIS) || defined(IDEM_TEST_POSTGRES)
+#include <functional>
 #include <thread>
-
+#endif
+#ifdef IDEM_TEST_REDIS
 #include "integration/redis_support.h"
 #endif
 #ifdef IDEM_TEST_POSTGRES
-#include <thread>
-
 #include "idem/stores/postgres.h"
 #include "support/postgres_server.h"
 #endif
@@ -394,6 +394,83 @@ TEST_F(CliTest, BenchOnSqliteWithTheWrapperAndBatches) {
   EXPECT_EQ(json::parse(run.out)["total"], 0);
 }
 
+#if defined(IDEM_TEST_REDIS) || defined(IDEM_TEST_POSTGRES)
+// Every subcommand against a network store at `url`: seeds records through
+// the library (a dead lease, completed, terminal, live, 30 more completed,
+// plus what `seed_more` adds), then lists, reads, counts, sweeps, deletes,
+// probes and benchmarks through the `idem` binary. `kind` is the store's
+// kind() as `stats` reports it.
+void check_every_subcommand(const std::string& url, std::string_view kind,
+                            const std::function<void(Store&)>& seed_more = {}, std::int64_t expired_removed = 0) {
+  auto store = open_store(url).value();
+  CheckerOptions options;
+  options.key.scope = "billing";
+  options.lease = std::chrono::milliseconds(300);
+  {
+    IdempotencyChecker short_lease(store, options);
+    ASSERT_TRUE(short_lease.claim(event("stale")).value().outcome.acquired());
+  }
+  options.lease = std::chrono::minutes(5);
+  auto checker = std::make_shared<IdempotencyChecker>(store, options);
+  IdempotentEventProcessor processor(checker, {.heartbeat = false});
+  processor.process(event("done")).mark_completed(R"({"ok":true})");
+  processor.process(event("bad")).mark_failed("card declined", FailureKind::kTerminal);
+  ASSERT_TRUE(checker->claim(event("live")).value().outcome.acquired());
+  for (int i = 0; i < 30; ++i) processor.process(event("n" + std::to_string(i))).mark_completed("1");
+  if (seed_more) seed_more(*store);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the stale lease is now 1.2s dead
+  const std::string key_prefix = "idempotency:events:billing:";
+
+  CliRun run = run_idem({"list", "--store", url, "--json", "--page-size", "5"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  auto records = json_lines(run.out);
+  std::set<std::string> keys;
+  for (const auto& r : records) keys.insert(r["key"].get<std::string>());
+  EXPECT_EQ(records.size(), 34u);
+  EXPECT_EQ(keys.size(), 34u);
+
+  run = run_idem({"list", "--store", url, "--json", "--status", "PROCESSING"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(json_lines(run.out).size(), 2u);
+
+  run = run_idem({"get", key_prefix + "done", "--store", url, "--json"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(json::parse(run.out)["status"], "COMPLETED");
+  EXPECT_GT(json::parse(run.out)["ttl_remaining_ms"].get<std::int64_t>(), 0);
+
+  run = run_idem({"stats", "--store", url, "--json"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  json stats = json::parse(run.out);
+  EXPECT_EQ(stats["processing"], 2);
+  EXPECT_EQ(stats["completed"], 31);
+  EXPECT_EQ(stats["failed"], 1);
+  EXPECT_EQ(stats["store_kind"], std::string(kind));
+
+  run = run_idem({"sweep", "--store", url, "--older-than", "1s", "--json"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(json::parse(run.out)["reclaimed"], 1) << run.out;
+  EXPECT_EQ(json::parse(run.out)["expired_removed"], expired_removed) << run.out;
+  run = run_idem({"get", "stale", "--scope", "billing", "--store", url, "--json"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(json::parse(run.out)["status"], "FAILED");
+  run = run_idem({"get", "live", "--scope", "billing", "--store", url, "--json"});
+  EXPECT_EQ(json::parse(run.out)["status"], "PROCESSING");
+
+  run = run_idem({"delete", key_prefix + "done", "--store", url, "--yes"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run_idem({"get", key_prefix + "done", "--store", url}).code, 4);
+
+  EXPECT_EQ(run_idem({"stats", "--health", "--store", url}).code, 0);
+  for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--batch", "8"}}) {
+    std::vector<std::string> args{"bench", "--store", url, "--events", "600", "--concurrency", "4", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    run = run_idem(args);
+    ASSERT_EQ(run.code, 0) << run.err;
+    EXPECT_EQ(json::parse(run.out)["executions_equal_unique_keys"], true) << run.out;
+  }
+}
+#endif
+
 #ifdef IDEM_TEST_REDIS
 // The same subcommands against a real redis-server: listing goes through
 // SCAN (the test checks that KEYS is never sent), and reclaiming works with
@@ -403,71 +480,7 @@ TEST(CliRedisTest, EverySubcommandWorks) {
   std::string error;
   auto server = test::RedisServer::start({}, &error);
   ASSERT_TRUE(server) << error;
-  const std::string url = server->url();
-  auto store = open_store(url).value();
-  CheckerOptions options;
-  options.key.scope = "billing";
-  options.lease = std::chrono::milliseconds(300);
-  {
-    IdempotencyChecker short_lease(store, options);
-    ASSERT_TRUE(short_lease.claim(event("stale")).value().outcome.acquired());
-  }
-  options.lease = std::chrono::minutes(5);
-  auto checker = std::make_shared<IdempotencyChecker>(store, options);
-  IdempotentEventProcessor processor(checker, {.heartbeat = false});
-  processor.process(event("done")).mark_completed(R"({"ok":true})");
-  processor.process(event("bad")).mark_failed("card declined", FailureKind::kTerminal);
-  ASSERT_TRUE(checker->claim(event("live")).value().outcome.acquired());
-  for (int i = 0; i < 30; ++i) processor.process(event("n" + std::to_string(i))).mark_completed("1");
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the stale lease is now 1.2s dead
-  const std::string key_prefix = "idempotency:events:billing:";
-
-  CliRun run = run_idem({"list", "--store", url, "--json", "--page-size", "5"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  auto records = json_lines(run.out);
-  std::set<std::string> keys;
-  for (const auto& r : records) keys.insert(r["key"].get<std::string>());
-  EXPECT_EQ(records.size(), 34u);
-  EXPECT_EQ(keys.size(), 34u);
-
-  run = run_idem({"list", "--store", url, "--json", "--status", "PROCESSING"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json_lines(run.out).size(), 2u);
-
-  run = run_idem({"get", key_prefix + "done", "--store", url, "--json"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json::parse(run.out)["status"], "COMPLETED");
-  EXPECT_GT(json::parse(run.out)["ttl_remaining_ms"].get<std::int64_t>(), 0);
-
-  run = run_idem({"stats", "--store", url, "--json"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  json stats = json::parse(run.out);
-  EXPECT_EQ(stats["processing"], 2);
-  EXPECT_EQ(stats["completed"], 31);
-  EXPECT_EQ(stats["failed"], 1);
-  EXPECT_EQ(stats["store_kind"], "redis");
-
-  run = run_idem({"sweep", "--store", url, "--older-than", "1s", "--json"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json::parse(run.out)["reclaimed"], 1) << run.out;
-  run = run_idem({"get", "stale", "--scope", "billing", "--store", url, "--json"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json::parse(run.out)["status"], "FAILED");
-  run = run_idem({"get", "live", "--scope", "billing", "--store", url, "--json"});
-  EXPECT_EQ(json::parse(run.out)["status"], "PROCESSING");
-
-  run = run_idem({"delete", key_prefix + "done", "--store", url, "--yes"});
-  EXPECT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(run_idem({"get", key_prefix + "done", "--store", url}).code, 4);
-
-  EXPECT_EQ(run_idem({"stats", "--health", "--store", url}).code, 0);
-  for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--batch", "8"}}) {
-    std::vector<std::string> args{"bench", "--store", url, "--events", "600", "--concurrency", "4", "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    run = run_idem(args);
-    ASSERT_EQ(run.code, 0) << run.err;
-    EXPECT_EQ(json::parse(run.out)["executions_equal_unique_keys"], true) << run.out;
-  }
+  check_every_subcommand(server->url(), "redis");
   EXPECT_GT(server->stat_calls("scan"), 0u) << "the statistics read nothing: the next check would prove nothing";
   EXPECT_EQ(server->stat_calls("keys"), 0u) << "the CLI must page with SCAN, never KEYS";
 }
@@ -476,91 +489,31 @@ TEST(CliRedisTest, EverySubcommandWorks) {
 #ifdef IDEM_TEST_POSTGRES
 // The same subcommands against a real PostgreSQL (postgresql:// URLs): list
 // pages by key, stats counts by status and reports the table size, sweep
-// deletes expired rows and reclaims dead leases, bench checks its own
-// promise, and the password never shows in the output.
+// deletes expired rows and reclaims dead leases, and the password never
+// shows in the output.
 TEST(CliPostgresTest, EverySubcommandWorks) {
   if (!test::postgres_available()) IDEM_SKIP_OR_FAIL("PostgreSQL 15 not found (set IDEM_PG_BINDIR)");
   std::string error;
   auto server = test::PostgresServer::start({}, &error);
   ASSERT_TRUE(server) << error;
   const std::string url = server->url("schema=cli");
-  auto store = open_store(url).value();
-  EXPECT_EQ(store->kind(), "postgresql");
-  CheckerOptions options;
-  options.key.scope = "billing";
-  options.lease = std::chrono::milliseconds(300);
-  {
-    IdempotencyChecker short_lease(store, options);
-    ASSERT_TRUE(short_lease.claim(event("stale")).value().outcome.acquired());
-  }
-  options.lease = std::chrono::minutes(5);
-  auto checker = std::make_shared<IdempotencyChecker>(store, options);
-  IdempotentEventProcessor processor(checker, {.heartbeat = false});
-  processor.process(event("done")).mark_completed(R"({"ok":true})");
-  processor.process(event("bad")).mark_failed("card declined", FailureKind::kTerminal);
-  ASSERT_TRUE(checker->claim(event("live")).value().outcome.acquired());
-  for (int i = 0; i < 30; ++i) processor.process(event("n" + std::to_string(i))).mark_completed("1");
   // One record already expired: only sweep removes it from the table.
-  ASSERT_TRUE(store
-                  ->claim({.key = "gone",
-                           .event_id = "gone",
-                           .lease = std::chrono::milliseconds(1),
-                           .ttl = std::chrono::milliseconds(1)})
-                  .value()
-                  .acquired());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the stale lease is now 1.2s dead
-  const std::string key_prefix = "idempotency:events:billing:";
-
-  CliRun run = run_idem({"list", "--store", url, "--json", "--page-size", "5"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  auto records = json_lines(run.out);
-  std::set<std::string> keys;
-  for (const auto& r : records) keys.insert(r["key"].get<std::string>());
-  EXPECT_EQ(records.size(), 34u);
-  EXPECT_EQ(keys.size(), 34u);
-
-  run = run_idem({"list", "--store", url, "--json", "--status", "PROCESSING"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json_lines(run.out).size(), 2u);
-
-  run = run_idem({"get", key_prefix + "done", "--store", url, "--json"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json::parse(run.out)["status"], "COMPLETED");
-  EXPECT_GT(json::parse(run.out)["ttl_remaining_ms"].get<std::int64_t>(), 0);
-
-  run = run_idem({"stats", "--store", url, "--json"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  json stats = json::parse(run.out);
-  EXPECT_EQ(stats["processing"], 2);
-  EXPECT_EQ(stats["completed"], 31);
-  EXPECT_EQ(stats["failed"], 1);
-  EXPECT_EQ(stats["store_kind"], "postgresql");
-  EXPECT_GT(stats["bytes"].get<std::int64_t>(), 0);
-
-  EXPECT_EQ(server->exec("SELECT count(*) FROM cli.records WHERE key = 'gone'"), std::optional<std::string>("1"));
-  run = run_idem({"sweep", "--store", url, "--older-than", "1s", "--json"});
-  ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json::parse(run.out)["reclaimed"], 1) << run.out;
-  EXPECT_EQ(json::parse(run.out)["expired_removed"], 1) << run.out;
+  check_every_subcommand(
+      url, "postgresql",
+      [](Store& store) {
+        ASSERT_TRUE(store
+                        .claim({.key = "gone",
+                                .event_id = "gone",
+                                .lease = std::chrono::milliseconds(1),
+                                .ttl = std::chrono::milliseconds(1)})
+                        .value()
+                        .acquired());
+      },
+      1);
   EXPECT_EQ(server->exec("SELECT count(*) FROM cli.records WHERE key = 'gone'"), std::optional<std::string>("0"));
-  run = run_idem({"get", "stale", "--scope", "billing", "--store", url, "--json"});
+  CliRun run = run_idem({"stats", "--store", url, "--json"});
   ASSERT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(json::parse(run.out)["status"], "FAILED");
-  run = run_idem({"get", "live", "--scope", "billing", "--store", url, "--json"});
-  EXPECT_EQ(json::parse(run.out)["status"], "PROCESSING");
-
-  run = run_idem({"delete", key_prefix + "done", "--store", url, "--yes"});
-  EXPECT_EQ(run.code, 0) << run.err;
-  EXPECT_EQ(run_idem({"get", key_prefix + "done", "--store", url}).code, 4);
-
-  EXPECT_EQ(run_idem({"stats", "--health", "--store", url}).code, 0);
-  for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--batch", "8"}}) {
-    std::vector<std::string> args{"bench", "--store", url, "--events", "600", "--concurrency", "4", "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    run = run_idem(args);
-    ASSERT_EQ(run.code, 0) << run.err;
-    EXPECT_EQ(json::parse(run.out)["executions_equal_unique_keys"], true) << run.out;
-  }
+  EXPECT_GT(json::parse(run.out)["bytes"].get<std::int64_t>(), 0);
 
   // A wrong password: a clear error, and no password in it.
   std::string bad = url;

@@ -23,27 +23,11 @@ namespace {
 using namespace std::chrono_literals;
 using idem::test::PostgresServer;
 
-PostgresServer* g_server = nullptr;
+auto* const g_env = static_cast<idem::test::PostgresEnvironment*>(::testing::AddGlobalTestEnvironment(
+    new idem::test::PostgresEnvironment(idem::test::PostgresServerOptions{.tls = true, .settings = {}})));
 
-class PostgresEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (!idem::test::postgres_available()) IDEM_SKIP_OR_FAIL("PostgreSQL 15 not found (set IDEM_PG_BINDIR)");
-    std::string err;
-    server_ = PostgresServer::start({.tls = true}, &err);
-    ASSERT_TRUE(server_) << err;
-    g_server = server_.get();
-  }
-  void TearDown() override {
-    g_server = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<PostgresServer> server_;
-};
-
-[[maybe_unused]] ::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+// The binary's server (one per binary: initdb takes a second).
+PostgresServer& server() { return g_env->server(); }
 
 std::atomic<int> g_schema_counter{0};
 
@@ -51,7 +35,7 @@ std::string fresh_schema() { return "t" + std::to_string(::getpid()) + "_" + std
 
 std::shared_ptr<idem::Store> open_store(const std::string& query = "") {
   const std::string q = "schema=" + fresh_schema() + (query.empty() ? "" : "&" + query);
-  auto store = idem::PostgresStore::open(g_server->url(q));
+  auto store = idem::PostgresStore::open(server().url(q));
   EXPECT_TRUE(store.ok()) << store.error().to_string();
   return store.ok() ? *store : nullptr;
 }
@@ -301,7 +285,7 @@ TEST(PostgresStore, UrlParsingAndRedaction) {
 }
 
 TEST(PostgresStore, WrongPasswordIsUnavailableAndNeverEchoed) {
-  std::string url = g_server->url();
+  std::string url = server().url();
   url.replace(url.find(PostgresServer::kPassword), PostgresServer::kPassword.size(), "wrong-secret-123");
   auto store = idem::PostgresStore::open(url + "&schema=" + fresh_schema());
   ASSERT_FALSE(store.ok());
@@ -312,22 +296,22 @@ TEST(PostgresStore, WrongPasswordIsUnavailableAndNeverEchoed) {
 }
 
 TEST(PostgresStore, TlsVerifyFull) {
-  const std::string q = "sslmode=verify-full&sslrootcert=" + g_server->ca_file() + "&schema=" + fresh_schema();
-  auto store = idem::PostgresStore::open(g_server->url(q));
+  const std::string q = "sslmode=verify-full&sslrootcert=" + server().ca_file() + "&schema=" + fresh_schema();
+  auto store = idem::PostgresStore::open(server().url(q));
   ASSERT_TRUE(store.ok()) << store.error().to_string();
   idem::ClaimOutcome out = (*store)->claim(claim_req("tls:a")).value();
   ASSERT_TRUE(out.acquired());
   ASSERT_TRUE((*store)->complete({.key = "tls:a", .token = out.token, .result = "r"}).ok());
   // The server sees this session encrypted.
-  auto ssl = g_server->exec(
+  auto ssl = server().exec(
       "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
       "WHERE s.ssl AND a.application_name = 'idem'");
   ASSERT_TRUE(ssl.has_value());
   EXPECT_NE(*ssl, "0");
   // A CA that did not sign the server's certificate is refused.
-  const std::string other_ca = g_server->dir() + "/server.crt";  // not a CA of the chain
+  const std::string other_ca = server().dir() + "/server.crt";  // not a CA of the chain
   auto refused = idem::PostgresStore::open(
-      g_server->url("sslmode=verify-full&sslrootcert=" + other_ca + "&schema=" + fresh_schema()));
+      server().url("sslmode=verify-full&sslrootcert=" + other_ca + "&schema=" + fresh_schema()));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code(), idem::ErrorCode::kUnavailable);
 }
@@ -335,20 +319,20 @@ TEST(PostgresStore, TlsVerifyFull) {
 TEST(PostgresStore, LeastPrivilegeRoleWithMigrateOff) {
   const std::string schema = fresh_schema();
   // The owner creates the schema once.
-  auto owner = idem::PostgresStore::open(g_server->url("schema=" + schema));
+  auto owner = idem::PostgresStore::open(server().url("schema=" + schema));
   ASSERT_TRUE(owner.ok()) << owner.error().to_string();
   // A role with exactly the grants docs/postgres.md lists.
   std::string err;
-  ASSERT_TRUE(g_server->exec("DROP ROLE IF EXISTS idem_app_" + schema + "; CREATE ROLE idem_app_" + schema +
-                                 " LOGIN PASSWORD 'app-pw'; "
-                                 "GRANT USAGE ON SCHEMA " +
-                                 schema + " TO idem_app_" + schema + "; GRANT SELECT, INSERT, UPDATE, DELETE ON " +
-                                 schema + ".records TO idem_app_" + schema + "; GRANT SELECT ON " + schema +
-                                 ".schema_version TO idem_app_" + schema + "; GRANT USAGE ON SEQUENCE " + schema +
-                                 ".tokens TO idem_app_" + schema,
-                             &err))
+  ASSERT_TRUE(server().exec("DROP ROLE IF EXISTS idem_app_" + schema + "; CREATE ROLE idem_app_" + schema +
+                                " LOGIN PASSWORD 'app-pw'; "
+                                "GRANT USAGE ON SCHEMA " +
+                                schema + " TO idem_app_" + schema + "; GRANT SELECT, INSERT, UPDATE, DELETE ON " +
+                                schema + ".records TO idem_app_" + schema + "; GRANT SELECT ON " + schema +
+                                ".schema_version TO idem_app_" + schema + "; GRANT USAGE ON SEQUENCE " + schema +
+                                ".tokens TO idem_app_" + schema,
+                            &err))
       << err;
-  const std::string url = "postgresql://idem_app_" + schema + ":app-pw@127.0.0.1:" + std::to_string(g_server->port()) +
+  const std::string url = "postgresql://idem_app_" + schema + ":app-pw@127.0.0.1:" + std::to_string(server().port()) +
                           "/postgres?sslmode=disable&migrate=0&schema=" + schema;
   auto app = idem::PostgresStore::open(url);
   ASSERT_TRUE(app.ok()) << app.error().to_string();
@@ -359,7 +343,7 @@ TEST(PostgresStore, LeastPrivilegeRoleWithMigrateOff) {
   EXPECT_TRUE((*app)->stats().ok());
   EXPECT_TRUE((*app)->sweep().ok());
   // With migrate=0 a missing schema is reported, not created.
-  auto missing = idem::PostgresStore::open(g_server->url("migrate=0&schema=" + fresh_schema()));
+  auto missing = idem::PostgresStore::open(server().url("migrate=0&schema=" + fresh_schema()));
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code(), idem::ErrorCode::kUnavailable);
   EXPECT_NE(missing.error().message().find("migrate=0"), std::string::npos);
@@ -371,22 +355,22 @@ TEST(PostgresStore, SchemaIsIdempotentAndNewerVersionsAreRefused) {
   std::atomic<int> ok{0};
   for (int i = 0; i < 4; ++i) {
     openers.emplace_back([&] {
-      if (idem::PostgresStore::open(g_server->url("schema=" + schema)).ok()) ok.fetch_add(1);
+      if (idem::PostgresStore::open(server().url("schema=" + schema)).ok()) ok.fetch_add(1);
     });
   }
   for (auto& t : openers) t.join();
   EXPECT_EQ(ok.load(), 4) << "concurrent first opens must all succeed";
-  EXPECT_EQ(g_server->exec("SELECT string_agg(version::text, ',') FROM " + schema + ".schema_version"),
+  EXPECT_EQ(server().exec("SELECT string_agg(version::text, ',') FROM " + schema + ".schema_version"),
             std::optional<std::string>("1"));
-  ASSERT_TRUE(g_server->exec("INSERT INTO " + schema + ".schema_version (version) VALUES (99)"));
-  auto newer = idem::PostgresStore::open(g_server->url("schema=" + schema));
+  ASSERT_TRUE(server().exec("INSERT INTO " + schema + ".schema_version (version) VALUES (99)"));
+  auto newer = idem::PostgresStore::open(server().url("schema=" + schema));
   ASSERT_FALSE(newer.ok());
   EXPECT_NE(newer.error().message().find("newer Idem"), std::string::npos) << newer.error().message();
 }
 
 TEST(PostgresStore, BackgroundSweeperRemovesExpiredRecords) {
   const std::string schema = fresh_schema();
-  auto store = idem::PostgresStore::open(g_server->url("schema=" + schema + "&sweep_interval_ms=100"));
+  auto store = idem::PostgresStore::open(server().url("schema=" + schema + "&sweep_interval_ms=100"));
   ASSERT_TRUE(store.ok());
   for (int i = 0; i < 20; ++i) {
     const std::string k = "sw:" + std::to_string(i);
@@ -398,7 +382,7 @@ TEST(PostgresStore, BackgroundSweeperRemovesExpiredRecords) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   std::optional<std::string> left;
   while (std::chrono::steady_clock::now() < deadline) {
-    left = g_server->exec("SELECT count(*) FROM " + schema + ".records");
+    left = server().exec("SELECT count(*) FROM " + schema + ".records");
     if (left == std::optional<std::string>("0")) break;
     std::this_thread::sleep_for(50ms);
   }
@@ -406,10 +390,10 @@ TEST(PostgresStore, BackgroundSweeperRemovesExpiredRecords) {
 }
 
 TEST(PostgresStore, OpensThroughOpenStoreAndTheChecker) {
-  auto store = idem::open_store(g_server->url("schema=" + fresh_schema()));
+  auto store = idem::open_store(server().url("schema=" + fresh_schema()));
   ASSERT_TRUE(store.ok()) << store.error().to_string();
   EXPECT_EQ((*store)->kind(), "postgresql");
-  auto checker = idem::IdempotencyChecker::from_url(g_server->url("schema=" + fresh_schema()));
+  auto checker = idem::IdempotencyChecker::from_url(server().url("schema=" + fresh_schema()));
   ASSERT_TRUE(checker.ok());
   idem::Envelope e;
   e.event_id = "evt-1";

@@ -30,27 +30,11 @@ namespace {
 using namespace std::chrono_literals;
 using idem::test::PostgresServer;
 
-PostgresServer* g_server = nullptr;
+auto* const g_env = static_cast<idem::test::PostgresEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new idem::test::PostgresEnvironment(idem::test::PostgresServerOptions{})));
 
-class PostgresEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (!idem::test::postgres_available()) IDEM_SKIP_OR_FAIL("PostgreSQL 15 not found (set IDEM_PG_BINDIR)");
-    std::string err;
-    server_ = PostgresServer::start({}, &err);
-    ASSERT_TRUE(server_) << err;
-    g_server = server_.get();
-  }
-  void TearDown() override {
-    g_server = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<PostgresServer> server_;
-};
-
-[[maybe_unused]] ::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+// The binary's server (one per binary: initdb takes a second).
+PostgresServer& server() { return g_env->server(); }
 
 int g_schemas = 0;
 
@@ -64,15 +48,15 @@ struct Fixture {
 
   explicit Fixture(idem::CheckerOptions options = {}, const std::string& query = "") {
     schema = "tx" + std::to_string(::getpid()) + "_" + std::to_string(++g_schemas);
-    url = g_server->url("schema=" + schema + (query.empty() ? "" : "&" + query));
+    url = server().url("schema=" + schema + (query.empty() ? "" : "&" + query));
     auto s = idem::PostgresStore::open(url);
     if (!s) throw std::runtime_error(s.error().to_string());
     store = *s;
     checker = std::make_shared<idem::IdempotencyChecker>(store, std::move(options));
     std::string err;
-    if (!g_server->exec("CREATE TABLE " + schema + ".ledger (id bigserial PRIMARY KEY, key text NOT NULL, " +
-                            "token bigint NOT NULL, amount bigint NOT NULL)",
-                        &err)) {
+    if (!server().exec("CREATE TABLE " + schema + ".ledger (id bigserial PRIMARY KEY, key text NOT NULL, " +
+                           "token bigint NOT NULL, amount bigint NOT NULL)",
+                       &err)) {
       throw std::runtime_error(err);
     }
   }
@@ -81,9 +65,9 @@ struct Fixture {
     return "INSERT INTO " + schema + ".ledger (key, token, amount) VALUES ($1, $2, $3)";
   }
   int rows(const std::string& key) const {
-    return std::stoi(g_server->exec("SELECT count(*) FROM " + schema + ".ledger WHERE key = '" + key + "'").value());
+    return std::stoi(server().exec("SELECT count(*) FROM " + schema + ".ledger WHERE key = '" + key + "'").value());
   }
-  int all_rows() const { return std::stoi(g_server->exec("SELECT count(*) FROM " + schema + ".ledger").value()); }
+  int all_rows() const { return std::stoi(server().exec("SELECT count(*) FROM " + schema + ".ledger").value()); }
 };
 
 idem::Envelope event(const std::string& id, std::int64_t amount = 100) {
@@ -116,7 +100,7 @@ TEST(PostgresTransaction, BusinessRowAndCompletionCommitTogether) {
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->status, idem::ProcessingStatus::kCompleted);
   EXPECT_EQ(rec->result, R"({"booked":100})");
-  EXPECT_EQ(g_server->exec("SELECT completed_in_tx FROM " + f.schema + ".records"), std::optional<std::string>("t"));
+  EXPECT_EQ(server().exec("SELECT completed_in_tx FROM " + f.schema + ".records"), std::optional<std::string>("t"));
 
   for (int i = 0; i < 3; ++i) {
     idem::TransactionalOutcome dup = processor.process(event("e1"), handler);
@@ -221,7 +205,7 @@ TEST(PostgresTransaction, StaleOwnerCommitsNothing) {
   ASSERT_TRUE(a_error);
   EXPECT_THROW(std::rethrow_exception(a_error), idem::LeaseLostError);
   EXPECT_EQ(f.rows(taken.key), 1) << "the stale owner's row must have been rolled back";
-  EXPECT_EQ(g_server->exec("SELECT amount FROM " + f.schema + ".ledger"), std::optional<std::string>("222"));
+  EXPECT_EQ(server().exec("SELECT amount FROM " + f.schema + ".ledger"), std::optional<std::string>("222"));
   auto rec = f.store->get(taken.key).value();
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->status, idem::ProcessingStatus::kCompleted);
@@ -489,13 +473,13 @@ TEST(PostgresTransaction, ZZServerRestartMidRun) {
   for (int w = 0; w < kWorkers; ++w) threads.emplace_back(worker, w);
   std::this_thread::sleep_for(200ms);
   std::string err;
-  g_server->stop();  // fast shutdown: sessions are terminated
+  server().stop();  // fast shutdown: sessions are terminated
   std::this_thread::sleep_for(400ms);
-  ASSERT_TRUE(g_server->restart(&err)) << err;
+  ASSERT_TRUE(server().restart(&err)) << err;
   std::this_thread::sleep_for(300ms);
-  g_server->kill();  // a crash: the whole server dies at once
+  server().kill();  // a crash: the whole server dies at once
   std::this_thread::sleep_for(400ms);
-  ASSERT_TRUE(g_server->restart(&err)) << err;
+  ASSERT_TRUE(server().restart(&err)) << err;
   const auto restarted = std::chrono::steady_clock::now();
   for (auto& t : threads) t.join();
   std::cout
@@ -521,7 +505,7 @@ TEST(PostgresTransaction, ZZServerRestartMidRun) {
   // Business rows per key, in one query (a connection per key would be slow).
   std::map<std::string, int> rows;
   std::istringstream lines(
-      g_server->exec("SELECT key, count(*) FROM " + f.schema + ".ledger GROUP BY key").value_or(""));
+      server().exec("SELECT key, count(*) FROM " + f.schema + ".ledger GROUP BY key").value_or(""));
   for (std::string line; std::getline(lines, line);) {
     rows[line.substr(0, line.find('|'))] = std::stoi(line.substr(line.find('|') + 1));
   }

@@ -242,4 +242,11 @@ void PostgresServer::kill() {
 
 bool PostgresServer::restart(std::string* error) { return process_->restart(error); }
 
+void PostgresEnvironment::SetUp() {
+  if (!postgres_available()) IDEM_SKIP_OR_FAIL("PostgreSQL 15 not found (install postgresql-15 or set IDEM_PG_BINDIR)");
+  std::string err;
+  server_ = PostgresServer::start(options_, &err);
+  ASSERT_TRUE(server_) << err;
+}
+
 }  // namespace idem::test

@@ -69,4 +69,22 @@ class PostgresServer {
   std::string ca_file_;
 };
 
+// PostgresEnvironment starts one server for a whole test binary (skipped, or
+// failed under IDEM_REQUIRE_SERVERS=1, when PostgreSQL is missing):
+//
+//   auto* const g_pg = static_cast<idem::test::PostgresEnvironment*>(
+//       ::testing::AddGlobalTestEnvironment(new idem::test::PostgresEnvironment({.tls = true})));
+//   ... g_pg->server().url("schema=t1") ...
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  explicit PostgresEnvironment(PostgresServerOptions options = {}) : options_(std::move(options)) {}
+  void SetUp() override;
+  void TearDown() override { server_.reset(); }
+  PostgresServer& server() { return *server_; }
+
+ private:
+  PostgresServerOptions options_;
+  std::unique_ptr<PostgresServer> server_;
+};
+
 }  // namespace idem::test

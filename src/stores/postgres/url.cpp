@@ -63,30 +63,13 @@ Error bad_url(std::string_view url, std::string_view why) {
   return Error(ErrorCode::kInvalidArgument, std::move(msg));
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // Percent-decodes `in`; false on a malformed escape or a decoded NUL (libpq
 // takes C strings).
 bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    const int hi = hex_value(in[i + 1]);
-    const int lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return out.find('\0') == std::string::npos;
+  std::optional<std::string> decoded = detail::percent_decode(in);
+  if (!decoded || decoded->find('\0') != std::string::npos) return false;
+  out = std::move(*decoded);
+  return true;
 }
 
 bool valid_port(std::string_view port) {
