@@ -15,6 +15,9 @@ if(TARGET idem_postgres AND TARGET idem_postgres_test_support)
     LABELS integration
     DEPS idem_postgres_test_support idem::postgres idem::memory
     TIMEOUT 300)
+  # Its crash test runs the exactly-once worker (declared below).
+  target_compile_definitions(postgres_transaction_test
+    PRIVATE IDEM_PG_WORKER_PATH="$<TARGET_FILE:postgres_exactly_once_worker>")
 endif()
 
 # Exactly-once under SIGKILL: the supervisor test and its worker program.
@@ -29,4 +32,5 @@ if(TARGET idem_postgres AND TARGET idem_postgres_test_support)
   target_compile_definitions(postgres_exactly_once_test
     PRIVATE IDEM_PG_WORKER_PATH="$<TARGET_FILE:postgres_exactly_once_worker>")
   add_dependencies(postgres_exactly_once_test postgres_exactly_once_worker)
+  add_dependencies(postgres_transaction_test postgres_exactly_once_worker)
 endif()

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "idem/stores/postgres.h"
+#include "integration/postgres_worker.h"
 #include "support/postgres_server.h"
 
 namespace {
@@ -45,70 +46,11 @@ struct Delivery {
   Clock::time_point not_before{};
 };
 
-class Worker {
- public:
-  Worker(const std::string& url, const std::string& table, int number) {
-    int to_child[2];
-    int from_child[2];
-    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork");
-    if (pid_ == 0) {
-      ::dup2(to_child[0], 0);
-      ::dup2(from_child[1], 1);
-      const std::string n = std::to_string(number);
-      ::execl(IDEM_PG_WORKER_PATH, IDEM_PG_WORKER_PATH, url.c_str(), table.c_str(), n.c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(to_child[0]);
-    ::close(from_child[1]);
-    to_ = to_child[1];
-    from_ = from_child[0];
-  }
-  ~Worker() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    ::close(to_);
-    ::close(from_);
-  }
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
-
-  int fd() const { return from_; }
-  // False when the worker is gone.
-  bool send(const std::string& line) {
-    const std::string data = line + "\n";
-    return ::write(to_, data.data(), data.size()) == static_cast<ssize_t>(data.size());
-  }
-  // Reads what is available; false at end of stream (the worker died).
-  bool read_lines(std::vector<std::string>& lines) {
-    char buf[4096];
-    const ssize_t n = ::read(from_, buf, sizeof buf);
-    if (n <= 0) return false;
-    buffer_.append(buf, static_cast<std::size_t>(n));
-    for (std::size_t nl; (nl = buffer_.find('\n')) != std::string::npos;) {
-      lines.push_back(buffer_.substr(0, nl));
-      buffer_.erase(0, nl + 1);
-    }
-    return true;
-  }
-  void kill_now() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
+// A worker process and what the supervisor knows of it.
+struct Worker : idem::test::WorkerProcess {
+  using WorkerProcess::WorkerProcess;
   bool ready = false;
   std::optional<Delivery> holding;
-
- private:
-  pid_t pid_ = -1;
-  int to_ = -1;
-  int from_ = -1;
-  std::string buffer_;
 };
 
 TEST(PostgresExactlyOnce, FourWorkersKilledInsideTheHandler) {

@@ -6,7 +6,6 @@
 // errors, then recovery, nothing acknowledged is lost and nothing runs twice.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +22,7 @@
 #include "idem/core/processor.h"
 #include "idem/stores/memory.h"
 #include "idem/stores/postgres.h"
+#include "integration/postgres_worker.h"
 #include "support/postgres_server.h"
 
 namespace {
@@ -270,33 +270,44 @@ TEST(PostgresTransaction, StaleOwnerCommitsNothing) {
 }
 
 TEST(PostgresTransaction, ProcessKilledBeforeCommitLeavesNothing) {
-  Fixture f({.lease = 400ms});
-  const std::string key = f.checker->key_for(event("k")).value();
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    // A worker of its own: claims, writes its business row, dies before COMMIT.
-    auto store = idem::PostgresStore::open(f.url);
-    if (!store) ::_exit(2);
-    auto checker = std::make_shared<idem::IdempotencyChecker>(*store, idem::CheckerOptions{.lease = 400ms});
-    auto claim = checker->claim(event("k"));
-    if (!claim || !claim->outcome.acquired()) ::_exit(3);
-    auto tx = idem::PostgresTransaction::begin(**store);
-    if (!tx || !tx->exec(f.insert_sql(), {claim->key, "1", "9"})) ::_exit(4);
-    ::raise(SIGKILL);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the child failed before its crash point: exit " << WEXITSTATUS(status);
-  EXPECT_EQ(f.rows(key), 0) << "an uncommitted business row survived the crash";
+  // A worker process of its own (postgres_exactly_once_worker, scope
+  // "ledger", lease 300 ms) claims, writes its business row in the
+  // handler's transaction, and is SIGKILLed before the commit.
+  ::signal(SIGPIPE, SIG_IGN);
+  Fixture f({.lease = 300ms});
+  std::string err;
+  ASSERT_TRUE(server().exec("CREATE TABLE " + f.schema +
+                                ".worker_ledger (id bigserial PRIMARY KEY, key text NOT NULL, worker int NOT NULL, "
+                                "token bigint NOT NULL)",
+                            &err))
+      << err;
+  idem::test::WorkerProcess worker(f.url, f.schema + ".worker_ledger", 1);
+  ASSERT_TRUE(worker.wait_for("READY"));
+  ASSERT_TRUE(worker.send("D k"));
+  ASSERT_TRUE(worker.wait_for("P 1 k"));  // in the handler, before the business write
+  ASSERT_TRUE(worker.send("C"));
+  ASSERT_TRUE(worker.wait_for("P 2 k"));  // the row is written, the transaction not committed
+  worker.kill_now();
+
+  idem::CheckerOptions options{.lease = 300ms};
+  options.key.scope = "ledger";
+  auto checker = std::make_shared<idem::IdempotencyChecker>(f.store, options);
+  idem::Envelope redelivered;  // the worker's own envelope for "k"
+  redelivered.event_id = "k";
+  redelivered.event_type = "ledger.entry";
+  redelivered.payload = R"({"entry":"k"})";
+  const std::string key = checker->key_for(redelivered).value();
+  EXPECT_EQ(server().exec("SELECT count(*) FROM " + f.schema + ".worker_ledger"), std::optional<std::string>("0"))
+      << "an uncommitted business row survived the crash";
   auto rec = f.store->get(key).value();
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->status, idem::ProcessingStatus::kProcessing);
   // Redelivered after the lease: taken over and done once.
   std::this_thread::sleep_for(500ms);
-  idem::PostgresTransactionalProcessor processor(f.checker);
-  auto out = processor.process(event("k"), [&](auto& tx, auto& ctx) { return book(tx, ctx, f); });
+  idem::PostgresTransactionalProcessor processor(checker);
+  auto out = processor.process(redelivered, [&](auto& tx, auto& ctx) { return book(tx, ctx, f); });
   EXPECT_TRUE(out.executed());
+  EXPECT_TRUE(out.executed() && out.key == key);
   EXPECT_EQ(f.rows(key), 1);
 }
 

@@ -569,12 +569,7 @@ IoLoop::Pump IoLoop::pump(Conn& c, std::vector<InFlight>& finished, Error& error
         return Pump::kSetupFailed;
       }
       c.state = ConnState::kReady;
-      if (c.listener) {
-        listener_ready_ = true;
-        auto waiters = std::move(listen_waiters_);
-        listen_waiters_.clear();
-        for (auto& w : waiters) w(true);
-      }
+      if (c.listener) set_listening(true);
       continue;
     }
     finished.push_back(std::move(done));
@@ -624,12 +619,7 @@ void IoLoop::break_conn(Conn& c, const Error& why, bool timed_out) {
                            why.message() + "; the call may or may not have been applied before the connection broke"));
     }
   }
-  if (c.listener) {
-    listener_ready_ = false;
-    auto waiters = std::move(listen_waiters_);
-    listen_waiters_.clear();
-    for (auto& w : waiters) w(false);
-  }
+  if (c.listener) set_listening(false);
 }
 
 void IoLoop::connect_failed(Conn& c, const Error& why) {
@@ -639,10 +629,7 @@ void IoLoop::connect_failed(Conn& c, const Error& why) {
   c.want_write = false;
   c.inflight.clear();  // only the setup can be in flight before kReady
   if (c.listener) {
-    listener_ready_ = false;
-    auto waiters = std::move(listen_waiters_);
-    listen_waiters_.clear();
-    for (auto& w : waiters) w(false);
+    set_listening(false);
     return;
   }
   // Another connection that is up, or on its way up, will serve the queue;
@@ -686,9 +673,14 @@ void IoLoop::fail_everything(const Error& why) {
   // Listen requests that never ran: answer them (not listening).
   closed_ = true;
   for (auto& task : tasks) task();
+  set_listening(false);
+}
+
+void IoLoop::set_listening(bool ready) {
+  listener_ready_ = ready;
   auto waiters = std::move(listen_waiters_);
   listen_waiters_.clear();
-  for (auto& w : waiters) w(false);
+  for (auto& w : waiters) w(ready);
 }
 
 }  // namespace idem::pg

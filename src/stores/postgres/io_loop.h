@@ -146,6 +146,8 @@ class IoLoop : public std::enable_shared_from_this<IoLoop> {
   bool own(Conn& c);
   void release_idle();
   void wake();
+  // Records whether LISTEN is in force and answers the waiting requests.
+  void set_listening(bool ready);
   void finish(InFlight& f);
   void break_conn(Conn& c, const Error& why, bool timed_out);
   void connect_failed(Conn& c, const Error& why);
