@@ -144,6 +144,14 @@ class Payments {
   std::mt19937_64 random_{std::random_device{}()};
 };
 
+// Debian's cpp-httplib 0.11 listens with a backlog of 5 (a compile-time
+// constant), so a burst of new connections overflows the accept queue and
+// some are reset. listen() on a listening socket only changes its backlog.
+class Server : public httplib::Server {
+ public:
+  void raise_backlog(int backlog) { ::listen(svr_sock_.load(), backlog); }
+};
+
 // A logfmt value: quoted, with quotes, backslashes and control bytes escaped.
 std::string logfmt_value(std::string_view text) {
   std::string out = "\"";
@@ -226,7 +234,7 @@ int run_webhook_demo(const WebhookDemoOptions& options) {
   http::IdempotencyMiddleware idempotency(checker, {.wait_for_in_progress = parse_duration(options.wait)});
   Payments payments(std::chrono::milliseconds(options.handler_delay_ms));
 
-  httplib::Server server;
+  Server server;
   const auto threads = static_cast<std::size_t>(options.threads);
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // SO_REUSEADDR only: httplib's default SO_REUSEPORT would let a second demo
@@ -236,6 +244,8 @@ int run_webhook_demo(const WebhookDemoOptions& options) {
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   server.set_logger(log_request);
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_max_count(100);
   idempotency.Post(
       server, "/payments",
       [&payments](const httplib::Request& request, httplib::Response& response) { payments.create(request, response); },
@@ -252,6 +262,7 @@ int run_webhook_demo(const WebhookDemoOptions& options) {
 
   const int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
   if (bound <= 0) throw CliError(kExitError, "cannot listen on " + options.listen);
+  server.raise_backlog(SOMAXCONN);
 
   std::atomic<bool> signalled{false};
   std::thread watcher([&server, &signalled, stop_signals] {

@@ -4,6 +4,7 @@
 // each). Redis also gets the fail-open policy with the server killed.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <barrier>
@@ -30,6 +31,14 @@ using idem::http::RequestOutcome;
 
 // --- The server under test -------------------------------------------------------
 
+// Debian's cpp-httplib 0.11 listens with a backlog of 5: ten clients
+// connecting at once would overflow it and some would be reset. listen() on
+// a listening socket only changes the backlog.
+class BigBacklogServer : public httplib::Server {
+ public:
+  void raise_backlog() { ::listen(svr_sock_.load(), SOMAXCONN); }
+};
+
 class TestServer {
  public:
   TestServer() {
@@ -44,6 +53,7 @@ class TestServer {
   void start() {
     port_ = server_.bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
+    server_.raise_backlog();
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) std::this_thread::sleep_for(1ms);
   }
@@ -60,7 +70,7 @@ class TestServer {
   }
 
  private:
-  httplib::Server server_;
+  BigBacklogServer server_;
   std::thread thread_;
   int port_ = 0;
 };
@@ -575,6 +585,72 @@ TEST_P(HttpMiddleware, MetricsAndSpans) {
 
 INSTANTIATE_TEST_SUITE_P(Stores, HttpMiddleware, ::testing::Values("memory", "sqlite", "redis"),
                          [](const auto& param_info) { return param_info.param; });
+
+// --- The store down: fail-closed (503) and fail-open ------------------------------
+
+#ifdef IDEM_TEST_REDIS
+TEST(HttpMiddlewareOutage, FailClosedAnswers503AndFailOpenRunsUnprotected) {
+  if (idem::test::redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
+  std::string error;
+  auto redis = idem::test::RedisServer::start({}, &error);
+  ASSERT_TRUE(redis) << error;
+  auto store = idem::open_store(redis->url() + "?command_timeout_ms=300&connect_timeout_ms=300").value();
+  auto metrics = std::make_shared<idem::MetricsRegistry>();
+  auto closed_checker = std::make_shared<idem::IdempotencyChecker>(store);
+  auto open_checker = std::make_shared<idem::IdempotencyChecker>(
+      store, idem::CheckerOptions{.outage_policy = idem::OutagePolicy::kFailOpen, .observer = metrics});
+  IdempotencyMiddleware closed(closed_checker, {.retry_after = 2s});
+  IdempotencyMiddleware open(open_checker);
+  std::atomic<int> runs{0};
+  auto handler = [&](const httplib::Request&, httplib::Response& res) {
+    res.status = 201;
+    res.set_content("run " + std::to_string(++runs), "text/plain");
+  };
+  TestServer server;
+  closed.Post(server.server(), "/closed", handler);
+  open.Post(server.server(), "/open", handler);
+  server.start();
+  auto client = server.client();
+  auto send = [&](const char* path, const char* key) {
+    return client->Post(path, httplib::Headers{{"Idempotency-Key", key}}, "{}", "application/json");
+  };
+  ASSERT_EQ(send("/closed", "before")->status, 201);
+  ASSERT_EQ(runs.load(), 1);
+
+  redis->process().kill();
+  auto refused = send("/closed", "during");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "2");
+  EXPECT_EQ(Json::parse(refused->body).value("type", ""), "tag:idem.dev,2025:problem:store-unavailable");
+  EXPECT_EQ(runs.load(), 1) << "fail-closed: the handler must not run without a claim";
+  EXPECT_EQ(closed.count(RequestOutcome::kStoreUnavailable), 1u);
+
+  auto a = send("/open", "during");
+  auto b = send("/open", "during");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->status, 201);
+  EXPECT_EQ(b->status, 201);
+  EXPECT_FALSE(b->has_header("Idempotent-Replayed")) << "nothing was recorded: no replay";
+  EXPECT_EQ(runs.load(), 3) << "fail-open: the handler runs unprotected";
+  EXPECT_EQ(open.count(RequestOutcome::kUnprotected), 2u);
+  EXPECT_EQ(metrics->counter_value("idem_fail_open_total", R"(scope="http",store="redis")"), 2u) << metrics->render();
+
+  ASSERT_TRUE(redis->process().restart(&error)) << error;
+  // Recovery (the breaker may take a moment to close).
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  httplib::Result after = send("/closed", "after");
+  while (after && after->status == 503 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    after = send("/closed", "after");
+  }
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 201);
+  EXPECT_EQ(send("/closed", "after")->get_header_value("Idempotent-Replayed"), "true");
+  EXPECT_EQ(send("/open", "after2")->status, 201);
+  EXPECT_EQ(send("/open", "after2")->get_header_value("Idempotent-Replayed"), "true");
+}
+#endif
 
 // --- Options are checked -----------------------------------------------------------------
 
