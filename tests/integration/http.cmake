@@ -28,3 +28,4 @@ if(TARGET idem_http AND TARGET idem_cli)
     target_compile_definitions(http_demo_test PRIVATE IDEM_TEST_REDIS=1)
   endif()
 endif()
+
