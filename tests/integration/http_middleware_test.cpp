@@ -16,6 +16,7 @@
 #include "idem/core/metrics.h"
 #include "idem/core/tracing.h"
 #include "idem/integrations/http.h"
+#include "support/recording_tracer.h"
 #include "support/server_process.h"
 #include "unit/prometheus_checker.h"
 #ifdef IDEM_TEST_REDIS
@@ -75,45 +76,7 @@ class TestServer {
   int port_ = 0;
 };
 
-// A tracer that keeps every ended span.
-struct RecordingTracer final : idem::Tracer {
-  struct Span final : idem::SpanScope {
-    Span(RecordingTracer& t, std::string n) : tracer(t), name(std::move(n)) {}
-    ~Span() override {
-      std::lock_guard lock(tracer.mutex);
-      tracer.ended.push_back({name, attributes, error});
-    }
-    void set_attribute(std::string_view key, std::string_view value) override {
-      attributes[std::string(key)] = std::string(value);
-    }
-    void set_attribute(std::string_view key, std::int64_t value) override {
-      attributes[std::string(key)] = std::to_string(value);
-    }
-    void set_error(std::string_view message) override { error = message; }
-    RecordingTracer& tracer;
-    std::string name;
-    std::map<std::string, std::string> attributes;
-    std::string error;
-  };
-  struct Ended {
-    std::string name;
-    std::map<std::string, std::string> attributes;
-    std::string error;
-  };
-  std::unique_ptr<idem::SpanScope> start_span(std::string_view name) override {
-    return std::make_unique<Span>(*this, std::string(name));
-  }
-  std::vector<Ended> spans_named(std::string_view name) {
-    std::lock_guard lock(mutex);
-    std::vector<Ended> out;
-    for (const auto& s : ended) {
-      if (s.name == name) out.push_back(s);
-    }
-    return out;
-  }
-  std::mutex mutex;
-  std::vector<Ended> ended;
-};
+using idem::test::RecordingTracer;
 
 // --- Stores -------------------------------------------------------------------------
 
