@@ -18,7 +18,7 @@ struct StatsOptions {
 int run_health(const StatsOptions& options) {
   const std::string url = effective_store_url(options.common);
   IdempotencyChecker::Health health;
-  auto store = open_store(url);
+  auto store = open_store(url, {.create_if_missing = false});  // a probe creates nothing
   if (store) {
     health = IdempotencyChecker(std::move(*store)).health();
   } else {
@@ -48,7 +48,7 @@ int run_health(const StatsOptions& options) {
 
 int run_stats(const StatsOptions& options) {
   if (options.health) return run_health(options);
-  auto store = open_store_or_throw(options.common);
+  auto store = open_store_or_throw(options.common, Access::kInspect);
   warn_if_process_local(*store, options.common);
   auto stats = store->stats();
   if (!stats) throw CliError(kExitError, "cannot read store statistics: " + stats.error().to_string());

@@ -91,7 +91,21 @@ std::string sha256_hex(std::string_view data) {
   return hex;
 }
 
-std::string Envelope::payload_fingerprint() const { return sha256_hex(payload).substr(0, 32); }
+std::string Envelope::payload_fingerprint() const {
+  // Hash the canonical form whatever way `payload` was set: a hand-written
+  // `{ "a": 1 }` and the parsed `{"a":1}` are the same payload, and a
+  // spurious kMismatch between them would refuse a legitimate redelivery.
+  // Text that is not JSON cannot be canonicalized and is hashed as written.
+  std::string canonical;
+  try {
+    canonical = parse_bounded(payload).dump(-1, ' ', false, Json::error_handler_t::replace);
+  } catch (const TooDeep&) {
+    canonical = payload;
+  } catch (const Json::exception&) {
+    canonical = payload;
+  }
+  return sha256_hex(canonical).substr(0, 32);
+}
 
 Status Envelope::set_payload_json(std::string_view json) {
   try {
