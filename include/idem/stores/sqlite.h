@@ -2,10 +2,14 @@
 //
 // SqliteStore keeps records in one SQLite file (WAL mode): durable across
 // restarts and safe for several processes on one host. It is the default store
-// when IDEM_STORE_URL is unset (see default_store_url()).
+// when IDEM_STORE_URL is unset (see default_store_url()). Waiters
+// (wait_settled, the wrapper's in-progress wait) are woken at once by a
+// verdict written by any SqliteStore of this process on the same file, and
+// notice one written by another process within wait_poll_interval.
 //
 //   auto store = idem::SqliteStore::create({.path = "/var/lib/myapp/idem.db"});
 //   auto same  = idem::open_store("sqlite:///var/lib/myapp/idem.db");
+//   auto only_if_there = idem::open_store("sqlite:///var/lib/myapp/idem.db", {.create_if_missing = false});
 #pragma once
 
 #include <chrono>
