@@ -368,6 +368,10 @@ void CompositeObserver::on_fail_open(std::string_view scope, const Error& error)
   for (auto& o : observers_) o->on_fail_open(scope, error);
 }
 
+void CompositeObserver::on_circuit_state(std::string_view store_kind, CircuitState state) {
+  for (auto& o : observers_) o->on_circuit_state(store_kind, state);
+}
+
 std::unique_ptr<SpanScope> CompositeObserver::start_span(std::string_view name) {
   std::vector<std::unique_ptr<SpanScope>> spans;
   for (auto& o : observers_) {
