@@ -26,7 +26,9 @@ struct StatsOptions {
 int run_exporter(const StatsOptions& options) {
   const auto interval = parse_duration(options.interval);
   if (interval.count() <= 0) throw CliError(kExitUsage, "--interval must be positive");
-  auto store = open_store_or_throw(options.common);
+  // Like every inspection: exporting zeros from a store created by a typo
+  // would hide the real one.
+  auto store = open_store_or_throw(options.common, Access::kInspect);
   warn_if_process_local(*store, options.common);
   auto metrics = std::make_shared<MetricsRegistry>(MetricsOptions{.store = std::string(store->kind())});
   // The first snapshot is taken here, so that a store that cannot be read
@@ -47,7 +49,7 @@ int run_exporter(const StatsOptions& options) {
 int run_health(const StatsOptions& options) {
   const std::string url = effective_store_url(options.common);
   IdempotencyChecker::Health health;
-  auto store = open_store(url);
+  auto store = open_store(url, {.create_if_missing = false});  // a probe creates nothing
   if (store) {
     health = IdempotencyChecker(std::move(*store)).health();
   } else {
@@ -78,7 +80,7 @@ int run_health(const StatsOptions& options) {
 int run_stats(const StatsOptions& options) {
   if (options.health) return run_health(options);
   if (!options.metrics_listen.empty()) return run_exporter(options);
-  auto store = open_store_or_throw(options.common);
+  auto store = open_store_or_throw(options.common, Access::kInspect);
   warn_if_process_local(*store, options.common);
   auto stats = store->stats();
   if (!stats) throw CliError(kExitError, "cannot read store statistics: " + stats.error().to_string());

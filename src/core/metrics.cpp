@@ -182,7 +182,7 @@ enum ScopeCounter : std::size_t {
 };
 
 constexpr std::size_t kOpCount = 8;          // StoreOp values
-constexpr std::size_t kErrorCodeCount = 11;  // ErrorCode values
+constexpr std::size_t kErrorCodeCount = 14;  // ErrorCode values
 
 std::string_view op_name(std::size_t op) noexcept {
   // Kept local (not idem::to_string) so the registry depends on no other
@@ -194,9 +194,9 @@ std::string_view op_name(std::size_t op) noexcept {
 
 std::string_view code_name(std::size_t code) noexcept {
   static constexpr std::array<std::string_view, kErrorCodeCount> kNames = {
-      "ok",         "invalid_argument", "unavailable",      "timeout",
-      "lease_lost", "mismatch",         "result_too_large", "resource_exhausted",
-      "not_found",  "corrupt",          "internal"};
+      "ok",       "invalid_argument",      "unavailable",        "timeout",    "lease_lost",
+      "mismatch", "result_too_large",      "resource_exhausted", "not_found",  "corrupt",
+      "internal", "invalid_configuration", "duplicate",          "in_progress"};
   return code < kNames.size() ? kNames[code] : "unknown";
 }
 
