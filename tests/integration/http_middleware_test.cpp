@@ -620,17 +620,19 @@ TEST(HttpMiddlewareOutage, FailClosedAnswers503AndFailOpenRunsUnprotected) {
 TEST(HttpMiddlewareOptions, BadConfigurationIsATypedError) {
   auto store = idem::open_store("memory://").value();
   auto checker = std::make_shared<idem::IdempotencyChecker>(store);
-  EXPECT_THROW(IdempotencyMiddleware(nullptr), idem::IdemError);
-  EXPECT_THROW(IdempotencyMiddleware(checker, {.header = ""}), idem::IdemError);
+  EXPECT_THROW(IdempotencyMiddleware(nullptr), idem::ConfigurationError);
+  EXPECT_THROW(IdempotencyMiddleware(checker, {.header = ""}), idem::ConfigurationError);
+  EXPECT_THROW(IdempotencyMiddleware(checker, {.wait_for_in_progress = std::chrono::hours(2)}),
+               idem::ConfigurationError);
   auto unchecked = std::make_shared<idem::IdempotencyChecker>(store, idem::CheckerOptions{.validate_payload = false});
-  EXPECT_THROW(IdempotencyMiddleware{unchecked}, idem::IdemError);
+  EXPECT_THROW(IdempotencyMiddleware{unchecked}, idem::ConfigurationError);
   IdempotencyMiddleware ok(checker);
-  EXPECT_THROW(ok.wrap({}), idem::IdemError);
+  EXPECT_THROW(ok.wrap({}), idem::ConfigurationError);
   try {
     (void)ok.wrap([](const httplib::Request&, httplib::Response&) {}, {.fingerprint = {.ignore_json_fields = {"x"}}});
     ADD_FAILURE() << "a bad JSON Pointer must be refused";
-  } catch (const idem::IdemError& e) {
-    EXPECT_EQ(e.code(), idem::ErrorCode::kInvalidArgument);
+  } catch (const idem::ConfigurationError& e) {
+    EXPECT_EQ(e.code(), idem::ErrorCode::kInvalidConfiguration);
     EXPECT_NE(std::string(e.what()).find("JSON Pointer"), std::string::npos);
   }
 }

@@ -158,8 +158,9 @@ struct FingerprintOptions {
 };
 
 /// fingerprint() is the hex SHA-256 of the method, path, query, selected
-/// headers and canonical body, as configured. Throws IdemError
-/// (kInvalidArgument) when an ignore_json_fields entry is not a JSON Pointer.
+/// headers and canonical body, as configured. Throws ConfigurationError
+/// (kInvalidConfiguration) when an ignore_json_fields entry is not a JSON
+/// Pointer.
 std::string fingerprint(const httplib::Request& request, const FingerprintOptions& options = {});
 
 // --- The middleware --------------------------------------------------------------
@@ -201,7 +202,7 @@ struct MiddlewareOptions {
   std::chrono::milliseconds retry_after{std::chrono::seconds(1)};
   /// A request that finds its key in progress waits up to this long for the
   /// original and replays its response; 409 if it has not finished by then.
-  /// 0: answer 409 at once.
+  /// 0: answer 409 at once. At most kMaxInProgressWait (1 hour, limits.h).
   std::chrono::milliseconds wait_for_in_progress{0};
   /// Renew the lease while a slow handler runs (see ProcessorOptions).
   bool heartbeat = true;
@@ -246,7 +247,8 @@ struct MiddlewareState;
 /// may be destroyed before the server.
 class IdempotencyMiddleware {
  public:
-  /// Throws IdemError (kInvalidArgument) for a null checker or bad options.
+  /// Throws ConfigurationError (kInvalidConfiguration) for a null checker, a
+  /// checker without validate_payload, or options out of range.
   explicit IdempotencyMiddleware(std::shared_ptr<IdempotencyChecker> checker, MiddlewareOptions options = {});
   /// Routes already registered keep working: they share the state.
   ~IdempotencyMiddleware();
@@ -254,7 +256,8 @@ class IdempotencyMiddleware {
   IdempotencyMiddleware& operator=(const IdempotencyMiddleware&) = delete;
 
   /// wrap() returns `handler` made idempotent, for any registration call.
-  /// Throws IdemError (kInvalidArgument) for bad route options.
+  /// Throws ConfigurationError (kInvalidConfiguration) for an empty handler
+  /// or a bad JSON Pointer in the route's fingerprint options.
   Handler wrap(Handler handler, RouteOptions route = {}) const;
 
   /// Registers `handler` on `server` for POST `pattern` (a cpp-httplib

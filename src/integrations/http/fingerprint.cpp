@@ -96,7 +96,7 @@ Result<std::vector<nlohmann::json::json_pointer>> parse_pointers(const std::vect
     try {
       out.emplace_back(text);
     } catch (const Json::exception&) {
-      return Error(ErrorCode::kInvalidArgument,
+      return Error(ErrorCode::kInvalidConfiguration,
                    "ignore_json_fields: '" + text + "' is not a JSON Pointer (RFC 6901, e.g. \"/metadata/sent_at\")");
     }
   }

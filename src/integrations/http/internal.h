@@ -11,7 +11,7 @@
 namespace idem::http::detail {
 
 // The JSON Pointers of FingerprintOptions::ignore_json_fields, parsed once
-// per route; kInvalidArgument naming the first bad one.
+// per route; kInvalidConfiguration naming the first bad one.
 Result<std::vector<nlohmann::json::json_pointer>> parse_pointers(const std::vector<std::string>& pointers);
 
 // fingerprint() with the pointers already parsed.

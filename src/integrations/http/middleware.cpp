@@ -154,11 +154,17 @@ RequestOutcome Exchange::answer(RequestOutcome outcome, int status, std::string_
 
 RequestOutcome Exchange::store_failure(const Error& error) {
   // Branch on the code, not on the exception class: the codes are the stable
-  // part of the error model.
+  // part of the error model. Claim statuses that are not errors come through
+  // here too (as their codes), so that each answer is written once.
   if (error.code() == ErrorCode::kMismatch) {
     return answer(RequestOutcome::kMismatch, 422, problem::kKeyMismatch,
                   "Idempotency-Key reused for a different request",
                   "This key was first used with another method, path or body. Use a new key for a new request.");
+  }
+  if (error.code() == ErrorCode::kInProgress) {
+    return answer(RequestOutcome::kInProgress, 409, problem::kKeyInUse,
+                  "A request with this Idempotency-Key is still being processed",
+                  "Retry after the Retry-After delay: the first request's response will then be replayed.", true);
   }
   if (error.code() == ErrorCode::kInvalidArgument) {
     return answer(RequestOutcome::kKeyInvalid, 400, problem::kKeyInvalid, "Idempotency-Key is invalid",
@@ -308,10 +314,7 @@ RequestOutcome Exchange::run() {
   switch (ctx->status()) {
     case ClaimStatus::kAcquired: return execute(*ctx);
     case ClaimStatus::kCompleted: return replay(ctx->cached_result());
-    case ClaimStatus::kInProgress:
-      return answer(RequestOutcome::kInProgress, 409, problem::kKeyInUse,
-                    "A request with this Idempotency-Key is still being processed",
-                    "Retry after the Retry-After delay: the first request's response will then be replayed.", true);
+    case ClaimStatus::kInProgress: return store_failure(Error(ErrorCode::kInProgress, "in progress"));
     case ClaimStatus::kMismatch: return store_failure(Error(ErrorCode::kMismatch, "mismatch"));
     case ClaimStatus::kFailed:
       return answer(RequestOutcome::kOriginalFailed, 500, problem::kOriginalFailed,
@@ -375,7 +378,7 @@ std::string_view to_string(RequestOutcome outcome) noexcept {
 
 IdempotencyMiddleware::IdempotencyMiddleware(std::shared_ptr<IdempotencyChecker> checker, MiddlewareOptions options)
     : state_(std::make_shared<detail::MiddlewareState>()) {
-  auto invalid = [](std::string message) { throw IdemError(Error(ErrorCode::kInvalidArgument, std::move(message))); };
+  auto invalid = [](std::string message) { throw_error(Error(ErrorCode::kInvalidConfiguration, std::move(message))); };
   if (!checker) invalid("IdempotencyMiddleware needs a checker");
   if (!checker->options().validate_payload) {
     invalid(
@@ -402,7 +405,7 @@ IdempotencyMiddleware::IdempotencyMiddleware(std::shared_ptr<IdempotencyChecker>
 IdempotencyMiddleware::~IdempotencyMiddleware() = default;
 
 Handler IdempotencyMiddleware::wrap(Handler handler, RouteOptions route) const {
-  if (!handler) throw IdemError(Error(ErrorCode::kInvalidArgument, "IdempotencyMiddleware::wrap: handler is empty"));
+  if (!handler) throw_error(Error(ErrorCode::kInvalidConfiguration, "IdempotencyMiddleware::wrap: handler is empty"));
   auto wrapped = std::make_shared<detail::Route>();
   wrapped->ignored = detail::parse_pointers(route.fingerprint.ignore_json_fields).value();
   wrapped->state = state_;
