@@ -279,7 +279,7 @@ TEST(PostgresStore, UrlParsingAndRedaction) {
                           "mysql://u:secret@h/db", "postgresql://u:secret@h/db?sslmode=sometimes"}) {
     auto r = idem::PostgresStore::parse_url(bad);
     ASSERT_FALSE(r.ok()) << bad;
-    EXPECT_EQ(r.error().code(), idem::ErrorCode::kInvalidArgument);
+    EXPECT_EQ(r.error().code(), idem::ErrorCode::kInvalidConfiguration);
     EXPECT_EQ(r.error().message().find("secret"), std::string::npos) << r.error().message();
   }
 }
@@ -345,7 +345,14 @@ TEST(PostgresStore, LeastPrivilegeRoleWithMigrateOff) {
   // With migrate=0 a missing schema is reported, not created.
   auto missing = idem::PostgresStore::open(server().url("migrate=0&schema=" + fresh_schema()));
   ASSERT_FALSE(missing.ok());
-  EXPECT_EQ(missing.error().code(), idem::ErrorCode::kUnavailable);
+  EXPECT_EQ(missing.error().code(), idem::ErrorCode::kNotFound);
+  // So does an inspection open (create_if_missing = false): nothing is created.
+  const std::string absent = fresh_schema();
+  auto inspect = idem::open_store(server().url("schema=" + absent), {.create_if_missing = false});
+  ASSERT_FALSE(inspect.ok());
+  EXPECT_EQ(inspect.error().code(), idem::ErrorCode::kNotFound);
+  EXPECT_EQ(server().exec("SELECT count(*) FROM pg_namespace WHERE nspname = '" + absent + "'"),
+            std::optional<std::string>("0"));
   EXPECT_NE(missing.error().message().find("migrate=0"), std::string::npos);
 }
 
@@ -365,6 +372,7 @@ TEST(PostgresStore, SchemaIsIdempotentAndNewerVersionsAreRefused) {
   ASSERT_TRUE(server().exec("INSERT INTO " + schema + ".schema_version (version) VALUES (99)"));
   auto newer = idem::PostgresStore::open(server().url("schema=" + schema));
   ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.error().code(), idem::ErrorCode::kInvalidConfiguration);
   EXPECT_NE(newer.error().message().find("newer Idem"), std::string::npos) << newer.error().message();
 }
 

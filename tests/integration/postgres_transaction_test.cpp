@@ -154,7 +154,7 @@ TEST(PostgresTransaction, HandlerErrorRollsBackAndFollowsTheFailurePolicy) {
                                    tx.exec("INSERT INTO no_such_table VALUES (1)").value();
                                    return std::string("{}");
                                  }),
-               idem::InvalidEnvelopeError);  // kInvalidArgument: fix the statement
+               idem::ConfigurationError);  // the program is wrong, not the message
   EXPECT_EQ(f.all_rows(), 1);
 }
 
@@ -383,13 +383,13 @@ TEST(PostgresTransaction, ManualApiAndStatementErrors) {
   EXPECT_EQ(inserted.affected(), 1u);
   auto bad = tx.exec("SELEC 1");
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.error().code(), idem::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(bad.error().code(), idem::ErrorCode::kInvalidConfiguration);
   EXPECT_EQ(tx.last_sqlstate(), "42601");
   idem::Status s = tx.commit_completed({.key = claim.key, .token = claim.outcome.token, .result = "r"});
   ASSERT_FALSE(s.ok()) << "a transaction with a failed statement must not commit";
   EXPECT_EQ(f.rows(claim.key), 0);
   EXPECT_EQ(f.store->get(claim.key).value()->status, idem::ProcessingStatus::kProcessing);
-  EXPECT_EQ(tx.exec("SELECT 1").error().code(), idem::ErrorCode::kInvalidArgument) << "closed";
+  EXPECT_EQ(tx.exec("SELECT 1").error().code(), idem::ErrorCode::kInvalidConfiguration) << "closed";
 
   // A clean one commits both.
   auto tx2 = idem::PostgresTransaction::begin(*f.store).value();
@@ -409,7 +409,7 @@ TEST(PostgresTransaction, ManualApiAndStatementErrors) {
   auto memory = idem::MemoryStore::create();
   auto none = idem::PostgresTransaction::begin(*memory);
   ASSERT_FALSE(none.ok());
-  EXPECT_EQ(none.error().code(), idem::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(none.error().code(), idem::ErrorCode::kInvalidConfiguration);
   EXPECT_THROW(idem::PostgresTransactionalProcessor(std::make_shared<idem::IdempotencyChecker>(memory)),
                idem::IdemError);
 }

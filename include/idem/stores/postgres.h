@@ -125,7 +125,7 @@ class PostgresTransaction {
   using Param = std::optional<std::string_view>;  // nullopt: SQL NULL
 
   // begin() takes a connection of `store` (which must be a PostgreSQL store:
-  // kInvalidArgument otherwise) and starts a transaction.
+  // kInvalidConfiguration otherwise) and starts a transaction.
   static Result<PostgresTransaction> begin(Store& store);
 
   PostgresTransaction(PostgresTransaction&&) noexcept;
@@ -135,9 +135,10 @@ class PostgresTransaction {
   ~PostgresTransaction();
 
   // exec() runs one statement with parameters $1..$n passed as text. An
-  // error (kInvalidArgument for bad SQL or a violated constraint, kTimeout
-  // for a serialization failure or deadlock, kUnavailable for a lost
-  // connection) leaves the transaction aborted: only rollback is possible.
+  // error (kInvalidConfiguration for bad SQL, kInvalidArgument for a value or
+  // a violated constraint, kTimeout for a serialization failure or deadlock,
+  // kUnavailable for a lost connection) leaves the transaction aborted: only
+  // rollback is possible.
   Result<PostgresRows> exec(std::string_view sql, std::initializer_list<Param> params = {});
   Result<PostgresRows> exec(std::string_view sql, std::span<const Param> params);
 
@@ -204,8 +205,7 @@ using TransactionalHandler = std::function<std::string(PostgresTransaction& tx, 
 // together.
 class PostgresTransactionalProcessor {
  public:
-  // `checker` must be on a PostgreSQL store (InvalidEnvelopeError otherwise,
-  // code kInvalidArgument).
+  // `checker` must be on a PostgreSQL store (ConfigurationError otherwise).
   explicit PostgresTransactionalProcessor(std::shared_ptr<IdempotencyChecker> checker, ProcessorOptions options = {});
 
   // process() runs `handler` once per key. Throws InvalidEnvelopeError,
@@ -231,8 +231,9 @@ struct PostgresClientStats {
 
 class PostgresStore {
  public:
-  // create() validates the options, connects once and creates (or checks)
-  // the schema.
+  // create() validates the options (kInvalidConfiguration), connects once
+  // (kUnavailable when it cannot) and creates or checks the schema (with
+  // migrate = false a missing schema is kNotFound).
   static Result<std::shared_ptr<Store>> create(PostgresStoreOptions options);
 
   // open() accepts libpq's URI form:
@@ -244,6 +245,9 @@ class PostgresStore {
   // application_name, target_session_attrs, ...). Values are
   // percent-decoded.
   static Result<std::shared_ptr<Store>> open(std::string_view url);
+  // With create_if_missing = false (inspection tools) the schema is never
+  // created or upgraded, as with migrate=0: a missing schema is kNotFound.
+  static Result<std::shared_ptr<Store>> open(std::string_view url, const OpenOptions& open_options);
 
   // parse_url() is open() without connecting.
   static Result<PostgresStoreOptions> parse_url(std::string_view url);

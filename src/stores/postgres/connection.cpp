@@ -115,28 +115,29 @@ Error result_error(const PGresult* result, const PGconn* conn, std::string_view 
     code = ErrorCode::kTimeout;
     advice = "a serialization failure, deadlock, lock or statement timeout; retry";
   } else if (state == "25P02") {
-    code = ErrorCode::kInvalidArgument;
+    code = ErrorCode::kInvalidConfiguration;
     advice = "an earlier statement of this transaction failed; only rollback is possible";
   } else if (cls == "22" || cls == "23") {
     code = ErrorCode::kInvalidArgument;
     advice = origin == SqlOrigin::kStore ? "a key or value is not acceptable to PostgreSQL (keys must be valid UTF-8)"
                                          : "fix the statement or its parameters";
   } else if (state == "42501") {
-    code = ErrorCode::kUnavailable;
-    advice =
-        "the store's role lacks a privilege; grant what docs/postgres.md lists (USAGE on the schema, SELECT, "
-        "INSERT, UPDATE, DELETE on its tables, USAGE on its sequence)";
+    code = ErrorCode::kInvalidConfiguration;
+    advice = origin == SqlOrigin::kStore
+                 ? "the store's role lacks a privilege; grant what docs/postgres.md lists (USAGE on the schema, "
+                   "SELECT, INSERT, UPDATE, DELETE on its tables, USAGE on its sequence)"
+                 : "the role lacks a privilege on what the statement touches; grant it";
   } else if (state == "42P01" || state == "3F000" || state == "26000" || state == "42883") {
-    code = origin == SqlOrigin::kStore ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument;
+    code = ErrorCode::kInvalidConfiguration;
     advice = origin == SqlOrigin::kStore
                  ? "the store's schema or tables are missing (dropped after the store opened?); reopen the store to "
                    "recreate them"
                  : "fix the statement: it names something that does not exist";
   } else if (cls == "42" && origin == SqlOrigin::kUser) {
-    code = ErrorCode::kInvalidArgument;
+    code = ErrorCode::kInvalidConfiguration;
     advice = "fix the statement";
   } else if (cls == "P0" && origin == SqlOrigin::kUser) {
-    code = ErrorCode::kInvalidArgument;
+    code = ErrorCode::kInvalidConfiguration;
     advice = "raised by a function or trigger of yours";
   }
   std::string msg = "postgresql: ";

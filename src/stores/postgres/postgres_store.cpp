@@ -180,6 +180,7 @@ std::optional<Error> check_value(std::string_view value) {
 }
 
 std::optional<Error> check_claim(const ClaimRequest& req) {
+  if (Status valid = validate_claim_request(req); !valid) return std::move(valid).error();
   if (auto e = check_key(req.key)) return e;
   if (auto e = check_text(req.event_id, "event_id")) return e;
   if (auto e = check_text(req.event_type, "event_type")) return e;
@@ -390,6 +391,7 @@ class PostgresStoreImpl final : public Store {
   }
 
   void complete_async(const CompleteRequest& req, StatusCallback done) override {
+    if (Status valid = validate_complete_request(req); !valid) return deliver(done, std::move(valid));
     if (auto e = check_key(req.key)) return deliver(done, Status(std::move(*e)));
     if (auto e = check_value(req.result)) return deliver(done, Status(std::move(*e)));
     submit_owner_update(core_, "completing a record",
@@ -400,6 +402,7 @@ class PostgresStoreImpl final : public Store {
   }
 
   void fail_async(const FailRequest& req, StatusCallback done) override {
+    if (Status valid = validate_fail_request(req); !valid) return deliver(done, std::move(valid));
     if (auto e = check_key(req.key)) return deliver(done, Status(std::move(*e)));
     if (auto e = check_value(req.error)) return deliver(done, Status(std::move(*e)));
     submit_owner_update(core_, "failing a record",
@@ -410,6 +413,7 @@ class PostgresStoreImpl final : public Store {
   }
 
   void extend_async(std::string_view key, Token token, milliseconds lease, StatusCallback done) override {
+    if (Status valid = validate_lease(lease); !valid) return deliver(done, std::move(valid));
     if (auto e = check_key(key)) return deliver(done, Status(std::move(*e)));
     submit_owner_update(
         core_, "extending a lease",
@@ -744,9 +748,9 @@ Status setup_schema(PGconn* c, const PostgresStoreOptions& o, const std::string&
     return v;
   };
   if (PQserverVersion(c) < 100000) {
-    return Error(ErrorCode::kUnavailable, "postgresql: the server (" + target + ") is version " +
-                                              std::to_string(PQserverVersion(c)) +
-                                              "; Idem needs PostgreSQL 10 or later");
+    return Error(ErrorCode::kInvalidConfiguration, "postgresql: the server (" + target + ") is version " +
+                                                       std::to_string(PQserverVersion(c)) +
+                                                       "; Idem needs PostgreSQL 10 or later");
   }
   Result<long long> has_table = read_int(sql::kVersionTableExists, "looking for the schema version table");
   if (!has_table) return std::move(has_table).error();
@@ -755,18 +759,21 @@ Status setup_schema(PGconn* c, const PostgresStoreOptions& o, const std::string&
   if (!version) return std::move(version).error();
   if (*version == sql::kSchemaVersion) return ok_status();
   auto too_new = [&](long long v) {
-    return Error(ErrorCode::kUnavailable, "postgresql: schema '" + o.schema + "' (" + target + ") has version " +
-                                              std::to_string(v) + " but this Idem understands up to " +
-                                              std::to_string(sql::kSchemaVersion) +
-                                              "; it was written by a newer Idem: upgrade Idem or use another schema");
+    return Error(ErrorCode::kInvalidConfiguration,
+                 "postgresql: schema '" + o.schema + "' (" + target + ") has version " + std::to_string(v) +
+                     " but this Idem understands up to " + std::to_string(sql::kSchemaVersion) +
+                     "; it was written by a newer Idem: upgrade Idem or use another schema");
   };
   if (*version > sql::kSchemaVersion) return too_new(*version);
   if (!o.migrate) {
-    return Error(ErrorCode::kUnavailable,
+    // Missing: kNotFound, as for every store opened without creating (a
+    // mistyped schema in `idem list` must not create an empty one).
+    return Error(*version < 0 ? ErrorCode::kNotFound : ErrorCode::kInvalidConfiguration,
                  "postgresql: schema '" + o.schema + "' (" + target + ") is " +
                      (*version < 0 ? std::string("missing") : "at version " + std::to_string(*version)) +
-                     " and migrate=0 forbids creating it; open once with a role allowed to (migrate=1), or apply "
-                     "the SQL in docs/postgres.md");
+                     " and this open may not create or upgrade it (migrate=0, or an inspection command); check the "
+                     "schema name, or open once with a role allowed to migrate (migrate=1), or apply the SQL in "
+                     "docs/postgres.md");
   }
   auto rollback = [&](Error e) -> Status {
     pg::ResultPtr r(PQexec(c, "ROLLBACK"));
@@ -840,9 +847,12 @@ Result<std::shared_ptr<Store>> PostgresStore::create(PostgresStoreOptions option
   return std::shared_ptr<Store>(std::make_shared<PostgresStoreImpl>(std::move(core)));
 }
 
-Result<std::shared_ptr<Store>> PostgresStore::open(std::string_view url) {
+Result<std::shared_ptr<Store>> PostgresStore::open(std::string_view url) { return open(url, OpenOptions{}); }
+
+Result<std::shared_ptr<Store>> PostgresStore::open(std::string_view url, const OpenOptions& open_options) {
   Result<PostgresStoreOptions> options = parse_url(url);
   if (!options) return std::move(options).error();
+  if (!open_options.create_if_missing) options->migrate = false;
   return create(std::move(*options));
 }
 

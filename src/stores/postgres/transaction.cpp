@@ -99,7 +99,7 @@ void TxPool::adopt(ConnPtr conn) {
 namespace {
 
 Error closed_transaction() {
-  return Error(ErrorCode::kInvalidArgument,
+  return Error(ErrorCode::kInvalidConfiguration,
                "postgresql: the transaction is closed (already committed or rolled back); begin a new one");
 }
 
@@ -177,7 +177,7 @@ struct PostgresTransaction::Impl {
       return ok_status();
     }
     Error e =
-        sent_ok ? Error(ErrorCode::kInvalidArgument,
+        sent_ok ? Error(ErrorCode::kInvalidConfiguration,
                         "postgresql: the transaction was rolled back at COMMIT because an earlier statement "
                         "failed (SQLSTATE " +
                             (last_sqlstate.empty() ? std::string("unknown") : last_sqlstate) + ")")
@@ -200,8 +200,8 @@ PostgresTransaction::~PostgresTransaction() = default;
 Result<PostgresTransaction> PostgresTransaction::begin(Store& store) {
   std::shared_ptr<pg::TxPool> pool = pg::tx_pool_of(store);
   if (!pool) {
-    return Error(ErrorCode::kInvalidArgument, "postgresql: transactional mode needs a PostgreSQL store, not a '" +
-                                                  std::string(store.kind()) + "' store");
+    return Error(ErrorCode::kInvalidConfiguration, "postgresql: transactional mode needs a PostgreSQL store, not a '" +
+                                                       std::string(store.kind()) + "' store");
   }
   for (int attempt = 0;; ++attempt) {
     Result<std::unique_ptr<pg::TxConn>> conn = pool->acquire();
@@ -229,7 +229,7 @@ Result<PostgresRows> PostgresTransaction::exec(std::string_view sql, std::initia
 
 Result<PostgresRows> PostgresTransaction::exec(std::string_view sql, std::span<const Param> params) {
   if (!impl_ || !impl_->open()) return closed_transaction();
-  if (params.size() > 65535) return Error(ErrorCode::kInvalidArgument, "postgresql: more than 65535 parameters");
+  if (params.size() > 65535) return Error(ErrorCode::kInvalidConfiguration, "postgresql: more than 65535 parameters");
   // Text-format parameters are C strings: copy them to terminate them.
   std::vector<std::string> owned;
   owned.reserve(params.size());
@@ -254,7 +254,8 @@ Result<PostgresRows> PostgresTransaction::exec(std::string_view sql, std::span<c
   }
   impl_->last_sqlstate = pg::sqlstate_of(r.get());
   if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-    return Error(ErrorCode::kInvalidArgument, "postgresql: COPY is not supported through exec(); use native_handle()");
+    return Error(ErrorCode::kInvalidConfiguration,
+                 "postgresql: COPY is not supported through exec(); use native_handle()");
   }
   return pg::result_error(r.get(), impl_->pg(), "running a statement of the transaction", impl_->pool->target(),
                           pg::SqlOrigin::kUser);
@@ -269,7 +270,7 @@ Status PostgresTransaction::commit_completed(const CompleteRequest& completion) 
     return e;
   };
   if (PQtransactionStatus(c) == PQTRANS_INERROR) {
-    return fail(Error(ErrorCode::kInvalidArgument,
+    return fail(Error(ErrorCode::kInvalidConfiguration,
                       "postgresql: an earlier statement of the transaction failed (SQLSTATE " + t.last_sqlstate +
                           "); everything was rolled back and the key was not completed"));
   }
@@ -341,8 +342,9 @@ pg_conn* PostgresTransaction::native_handle() const noexcept { return impl_ ? im
 std::string complete_in_transaction(const IdempotencyChecker& checker, ProcessingContext& ctx,
                                     const std::function<std::string(PostgresTransaction&)>& work) {
   if (!ctx.should_process() || ctx.finished()) {
-    throw IdemError(Error(ErrorCode::kInvalidArgument, "complete_in_transaction on key '" + ctx.key() +
-                                                           "', which this worker does not own or already finished"));
+    throw ConfigurationError(Error(
+        ErrorCode::kInvalidConfiguration,
+        "complete_in_transaction on key '" + ctx.key() + "', which this worker does not own or already finished"));
   }
   if (ctx.is_unprotected()) {
     throw StoreUnavailableError(Error(ErrorCode::kUnavailable,
@@ -377,9 +379,9 @@ PostgresTransactionalProcessor::PostgresTransactionalProcessor(std::shared_ptr<I
                                                                ProcessorOptions options)
     : processor_(checker, std::move(options)) {
   if (!PostgresStore::is_postgres(processor_.checker()->store())) {
-    throw IdemError(Error(ErrorCode::kInvalidArgument,
-                          "PostgresTransactionalProcessor needs a checker on a PostgreSQL store, not a '" +
-                              std::string(processor_.checker()->store().kind()) + "' store"));
+    throw ConfigurationError(Error(ErrorCode::kInvalidConfiguration,
+                                   "PostgresTransactionalProcessor needs a checker on a PostgreSQL store, not a '" +
+                                       std::string(processor_.checker()->store().kind()) + "' store"));
   }
 }
 

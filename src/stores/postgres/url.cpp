@@ -2,7 +2,7 @@
 //
 // The URL is libpq's URI form, parsed here rather than handed to libpq, so
 // that the store's own keys (schema, pool_size, ...) can live in the same
-// query, every error is a kInvalidArgument naming the part at fault, and no
+// query, every error is a kInvalidConfiguration naming the part at fault, and no
 // error message ever echoes a password.
 #include <algorithm>
 #include <array>
@@ -60,7 +60,7 @@ bool is_secret_key(std::string_view name) { return name == "password" || name ==
 Error bad_url(std::string_view url, std::string_view why) {
   std::string msg = "postgresql: invalid store URL '" + PostgresStore::redact_url(url) + "': ";
   msg.append(why);
-  return Error(ErrorCode::kInvalidArgument, std::move(msg));
+  return Error(ErrorCode::kInvalidConfiguration, std::move(msg));
 }
 
 // Percent-decodes `in`; false on a malformed escape or a decoded NUL (libpq
@@ -81,7 +81,7 @@ bool valid_port(std::string_view port) {
 }  // namespace
 
 Status PostgresStoreOptions::validate() const {
-  auto invalid = [](std::string why) { return Error(ErrorCode::kInvalidArgument, "postgresql store: " + why); };
+  auto invalid = [](std::string why) { return Error(ErrorCode::kInvalidConfiguration, "postgresql store: " + why); };
   if (schema.empty() || schema.size() > kMaxSchemaLength) {
     return invalid("schema must be 1 to " + std::to_string(kMaxSchemaLength) + " characters");
   }
