@@ -5,7 +5,7 @@
 // The first byte picks the parser:
 //   0  PostgresStore::parse_url and redact_url, with a known password placed
 //      in the user info (bit 4 of byte 0) or in a password= query key (bit 5):
-//      a rejection is kInvalidArgument with a message, no message and no
+//      a rejection is kInvalidConfiguration with a message, no message and no
 //      redacted URL contains the password, an accepted URL keeps it exactly;
 //   1  decode_record / decode_claim_row on fields cut from the input (a
 //      length byte, 0xff for NULL, then the bytes): a value or kCorrupt,
@@ -49,7 +49,9 @@ void fuzz_url(std::uint8_t flags, std::string_view rest) {
   if (secret_placed && redacted.find(kSecret) != std::string::npos) fail("redact_url kept the password", url);
   auto parsed = idem::PostgresStore::parse_url(url);
   if (!parsed) {
-    if (parsed.error().code() != idem::ErrorCode::kInvalidArgument) fail("rejection is not kInvalidArgument", url);
+    if (parsed.error().code() != idem::ErrorCode::kInvalidConfiguration) {
+      fail("rejection is not kInvalidConfiguration", url);
+    }
     if (parsed.error().message().empty()) fail("rejection without a message", url);
     if (secret_placed && parsed.error().message().find(kSecret) != std::string::npos) {
       fail("the error message contains the password", url);
