@@ -1,0 +1,15 @@
+# NATS JetStream integration tests: each binary starts its own nats-server -js
+# on a free loopback port with a temp store dir (skipped when nats-server is
+# missing, failed when IDEM_REQUIRE_SERVERS=1).
+if(TARGET idem_nats)
+  add_library(idem_nats_integration_support STATIC ${CMAKE_CURRENT_LIST_DIR}/nats_support.cpp)
+  target_include_directories(idem_nats_integration_support PUBLIC ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(idem_nats_integration_support PUBLIC idem::nats idem_nats_test_support PkgConfig::LIBNATS
+                        PRIVATE idem_build_flags)
+
+  idem_add_test(NAME nats_consumer_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/nats_consumer_test.cpp
+    LABELS integration
+    DEPS idem_nats_integration_support idem::memory
+    TIMEOUT 180)
+endif()
