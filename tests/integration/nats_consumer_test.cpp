@@ -83,6 +83,38 @@ class Reports {
   std::vector<Entry> entries_;
 };
 
+// Gate blocks handlers until opened. Open it from a guard declared after the
+// consumer, so that a failed assertion cannot leave a handler blocked while
+// the consumer's destructor waits for it.
+class Gate {
+ public:
+  explicit Gate(bool open = false) : open_(open) {}
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void close() {
+    std::lock_guard lock(mutex_);
+    open_ = false;
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return open_; });
+  }
+  struct Opener {
+    Gate& gate;
+    ~Opener() { gate.open(); }
+  };
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_;
+};
+
 // Counts handler runs per event id.
 class Runs {
  public:
@@ -264,9 +296,7 @@ INSTANTIATE_TEST_SUITE_P(Stores, NatsThreeCopiesTest, ::testing::Values(false, t
 // and never acked; it is acked (as a completed duplicate) only after the
 // first completed.
 TEST_F(NatsConsumerTest, InProgressDuplicateIsNakedNeverAckedAndCompletesAfterTheFirst) {
-  std::mutex gate_mutex;
-  std::condition_variable gate_cv;
-  bool open = false;
+  Gate gate;
   std::atomic<int> started{0};
   Reports reports;
   ConsumerOptions o = options();
@@ -274,10 +304,10 @@ TEST_F(NatsConsumerTest, InProgressDuplicateIsNakedNeverAckedAndCompletesAfterTh
   o.in_progress_delay = 100ms;
   auto consumer = Consumer::start(conn_, checker(idem::MemoryStore::create()), o, [&](MessageContext&) {
     ++started;
-    std::unique_lock lock(gate_mutex);
-    gate_cv.wait(lock, [&] { return open; });
+    gate.wait();
     return std::string("{}");
   });
+  Gate::Opener opener{gate};
   ASSERT_TRUE(consumer.ok()) << consumer.error().to_string();
 
   publish(envelope_json("slow-1"));
@@ -289,11 +319,7 @@ TEST_F(NatsConsumerTest, InProgressDuplicateIsNakedNeverAckedAndCompletesAfterTh
   EXPECT_EQ(held.num_ack_pending + held.num_pending, 2U);
   EXPECT_EQ(held.ack_floor_stream, 0U);
 
-  {
-    std::lock_guard lock(gate_mutex);
-    open = true;
-  }
-  gate_cv.notify_all();
+  gate.open();
   ASSERT_TRUE(wait_until([&] { return reports.count(MessageOutcome::kAckedDuplicate) == 1; }, 5s));
   ASSERT_TRUE(wait_until([&] { return drained(); }, 5s));
   (*consumer)->stop();
@@ -426,17 +452,15 @@ TEST_F(NatsConsumerTest, StoreOutageNaksAndRedeliversWithoutAcking) {
   auto flaky = std::make_shared<idem::test::FlakyStore>(idem::MemoryStore::create());
   Reports reports;
   Runs runs;
-  std::mutex gate_mutex;
-  std::condition_variable gate_cv;
-  bool open = true;
+  Gate gate(true);
   ConsumerOptions o = options();
   o.on_message = reports.hook();
   auto consumer = Consumer::start(conn_, checker(flaky), o, [&](MessageContext& ctx) {
     runs.add(ctx.envelope().event_id);
-    std::unique_lock lock(gate_mutex);
-    gate_cv.wait(lock, [&] { return open; });
+    gate.wait();
     return std::string("{}");
   });
+  Gate::Opener opener{gate};
   ASSERT_TRUE(consumer.ok()) << consumer.error().to_string();
 
   flaky->set_down(true);
@@ -453,18 +477,11 @@ TEST_F(NatsConsumerTest, StoreOutageNaksAndRedeliversWithoutAcking) {
   ASSERT_TRUE(wait_until([&] { return drained(); }, 5s));
 
   // The store fails between the handler's effect and its completion.
-  {
-    std::lock_guard lock(gate_mutex);
-    open = false;
-  }
+  gate.close();
   publish(envelope_json("mid-outage"));
   ASSERT_TRUE(wait_until([&] { return runs.all().count("mid-outage") == 1; }, 5s));
   flaky->set_down(true);
-  {
-    std::lock_guard lock(gate_mutex);
-    open = true;
-  }
-  gate_cv.notify_all();
+  gate.open();
   std::this_thread::sleep_for(400ms);  // completions are refused meanwhile
   EXPECT_EQ(reports.count(MessageOutcome::kAcked), 10U);
   flaky->set_down(false);
