@@ -13,3 +13,14 @@ if(TARGET idem_nats)
     DEPS idem_nats_integration_support idem::memory
     TIMEOUT 180)
 endif()
+
+# The `idem nats-worker` / `nats-publish` commands as real processes.
+if(TARGET idem_nats AND TARGET idem_cli)
+  idem_add_test(NAME nats_worker_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/nats_worker_test.cpp
+    LABELS integration
+    DEPS idem_nats_integration_support idem::idem
+    TIMEOUT 300)
+  target_compile_definitions(nats_worker_test PRIVATE IDEM_CLI_PATH="$<TARGET_FILE:idem_cli>")
+  add_dependencies(nats_worker_test idem_cli)
+endif()
