@@ -32,8 +32,17 @@ bool starts_with_nats(std::string_view name) {
 }
 }  // namespace
 
+bool valid_header_name(std::string_view name) noexcept {
+  if (name.empty()) return false;
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20U || u >= 0x7FU || c == ':') return false;
+  }
+  return true;
+}
+
 Headers dead_letter_headers(const DeadLetterInput& input) {
-  constexpr std::size_t kMaxValue = 4096;
+  constexpr std::size_t kMaxValue = kMaxHeaderValueBytes;
   Headers out;
   out.emplace_back(header::kReason, std::string(to_string(input.reason)));
   out.emplace_back(header::kError, header_value(input.detail, kMaxErrorHeaderBytes));
@@ -46,7 +55,7 @@ Headers dead_letter_headers(const DeadLetterInput& input) {
   if (!input.event_id.empty()) out.emplace_back(header::kEventId, header_value(input.event_id, kMaxValue));
   if (input.original != nullptr) {
     for (const auto& [name, value] : *input.original) {
-      if (name.empty()) continue;
+      if (!valid_header_name(name)) continue;  // nats.c never parses one, but be safe
       std::string renamed = starts_with_nats(name) ? std::string(header::kRenamedPrefix) + name : name;
       out.emplace_back(std::move(renamed), header_value(value, kMaxValue));
     }

@@ -28,17 +28,24 @@ struct DeadLetterInput {
   const Headers* original = nullptr;
 };
 
-// The longest Idem-Dead-Letter-Error value; longer texts are cut.
+// The longest Idem-Dead-Letter-Error value, and the longest other value;
+// longer texts are cut.
 inline constexpr std::size_t kMaxErrorHeaderBytes = 1024;
+inline constexpr std::size_t kMaxHeaderValueBytes = 4096;
 
 // header_value() makes text safe as a header value: control characters
 // (CR and LF would end the header) become spaces, and it is cut at `max`
 // bytes without splitting a UTF-8 sequence.
 std::string header_value(std::string_view text, std::size_t max);
 
+// valid_header_name(): printable ASCII without spaces or ':' (what can be
+// written on a header line).
+bool valid_header_name(std::string_view name) noexcept;
+
 // dead_letter_headers() returns Idem's headers followed by the original
 // ones; original names starting with "Nats-" get the "Idem-Original-" prefix
 // so that they do not steer the dead-letter stream (dedup, expectations).
+// Original headers with an unwritable name are left out.
 Headers dead_letter_headers(const DeadLetterInput& input);
 
 // dead_letter_msg_id() is the Nats-Msg-Id of the dead letter, so that the
