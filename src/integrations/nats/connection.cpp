@@ -88,10 +88,10 @@ void on_reconnected(natsConnection* nc, void* closure) {
 void on_closed(natsConnection* /*nc*/, void* closure) {
   auto* impl = static_cast<ConnectionImpl*>(closure);
   emit(impl, ConnectionEvent::kClosed, "closed");
-  {
-    std::lock_guard lock(impl->closed_mutex);
-    impl->closed = true;
-  }
+  // Notify under the lock: the destructor may free the condition variable
+  // as soon as it sees `closed`.
+  std::lock_guard lock(impl->closed_mutex);
+  impl->closed = true;
   impl->closed_cv.notify_all();
 }
 
