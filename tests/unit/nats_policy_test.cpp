@@ -42,21 +42,26 @@ TEST(NatsPolicy, NewAndCompletedAndInProgress) {
   EXPECT_GT(busy.delay.count(), 0);
 }
 
-TEST(NatsPolicy, InProgressDelayFollowsTheOwnersLease) {
+TEST(NatsPolicy, InProgressDelayBacksOffWithinTheOwnersLease) {
+  using idem::nats::detail::in_progress_delay;
   Policy p;
   p.lease = 30s;
   p.heartbeat = 10s;
+  p.in_progress_backoff = 100ms;
   idem::IdempotencyRecord owner;
-  owner.lease_expires_at = kNow + 4s;
-  const auto delay = idem::nats::detail::in_progress_delay(p, &owner, kNow);
-  EXPECT_GE(delay, 4s) << "come back once the lease may have run out";
-  EXPECT_LE(delay, 4s + 2s);
   owner.lease_expires_at = kNow + 25s;
-  EXPECT_EQ(idem::nats::detail::in_progress_delay(p, &owner, kNow), 10s) << "at most one heartbeat";
+  EXPECT_EQ(in_progress_delay(p, &owner, kNow, 1), 100ms) << "most originals finish fast: look again soon";
+  EXPECT_EQ(in_progress_delay(p, &owner, kNow, 3), 400ms);
+  EXPECT_EQ(in_progress_delay(p, &owner, kNow, 40), 10s) << "at most one heartbeat";
+  owner.lease_expires_at = kNow + 2s;
+  const auto near_end = in_progress_delay(p, &owner, kNow, 40);
+  EXPECT_GE(near_end, 2s) << "come back once the lease may have run out";
+  EXPECT_LE(near_end, 2s + 2s);
   owner.lease_expires_at = kNow - 5s;
-  EXPECT_EQ(idem::nats::detail::in_progress_delay(p, &owner, kNow), 50ms) << "at least the floor";
+  EXPECT_EQ(in_progress_delay(p, &owner, kNow, 9), 50ms) << "a dead owner: take over at once (the floor)";
+  EXPECT_EQ(in_progress_delay(p, nullptr, kNow, 100), 10s);
   p.in_progress_delay = 300ms;
-  EXPECT_EQ(idem::nats::detail::in_progress_delay(p, &owner, kNow), 300ms);
+  EXPECT_EQ(in_progress_delay(p, &owner, kNow, 1), 300ms);
 }
 
 TEST(NatsPolicy, RetryDelayGrowsWithTheDeliveryCountUpToTheCap) {

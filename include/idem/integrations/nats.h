@@ -292,10 +292,13 @@ struct ConsumerOptions {
   // retry_backoff_max, with up to 20% jitter.
   std::chrono::milliseconds retry_backoff{250};
   std::chrono::milliseconds retry_backoff_max{30'000};
-  // Nak delay for a duplicate that finds its key in progress. 0: until the
-  // owner's lease runs out (plus a margin), at most one heartbeat interval,
-  // at least 50 ms.
+  // Nak delay for a duplicate that finds its key in progress. 0 (auto):
+  // in_progress_backoff x 2^(delivery-1), but never past the owner's lease
+  // end (plus a margin: a dead owner is taken over at once), at most one
+  // heartbeat interval, at least 50 ms. Short first delays matter: a nak'd
+  // message counts against the consumer's MaxAckPending until it returns.
   std::chrono::milliseconds in_progress_delay{0};
+  std::chrono::milliseconds in_progress_backoff{100};
   // How often leases are renewed and InProgress sent. 0: lease / 3.
   std::chrono::milliseconds heartbeat_interval{0};
 

@@ -85,6 +85,7 @@ ConsumerImpl::ConsumerImpl(std::shared_ptr<Connection> conn, std::shared_ptr<Ide
   policy.retry_backoff = options.retry_backoff;
   policy.retry_backoff_max = options.retry_backoff_max;
   policy.in_progress_delay = options.in_progress_delay;
+  policy.in_progress_backoff = options.in_progress_backoff;
   policy.max_deliver = options.max_deliver;
   dead_letter_subject =
       options.dead_letter_subject.empty() ? default_dead_letter_subject(options.stream) : options.dead_letter_subject;
@@ -699,8 +700,8 @@ Status ConsumerOptions::validate() const {
   if (retry_backoff.count() <= 0 || retry_backoff_max < retry_backoff) {
     return invalid("retry_backoff must be positive and at most retry_backoff_max");
   }
-  if (in_progress_delay.count() < 0 || heartbeat_interval.count() < 0) {
-    return invalid("in_progress_delay and heartbeat_interval must not be negative");
+  if (in_progress_delay.count() < 0 || in_progress_backoff.count() < 0 || heartbeat_interval.count() < 0) {
+    return invalid("in_progress_delay, in_progress_backoff and heartbeat_interval must not be negative");
   }
   if (dead_letter_timeout.count() <= 0) return invalid("dead_letter_timeout must be positive");
   if (drain_timeout.count() < 0) return invalid("drain_timeout must not be negative");

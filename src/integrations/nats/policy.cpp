@@ -38,16 +38,20 @@ milliseconds retry_delay(const Policy& policy, std::uint64_t delivery, double ji
   return std::max(milliseconds(1), delay - milliseconds(shaved));
 }
 
-milliseconds in_progress_delay(const Policy& policy, const IdempotencyRecord* owner, Timestamp now) noexcept {
+milliseconds in_progress_delay(const Policy& policy, const IdempotencyRecord* owner, Timestamp now,
+                               std::uint64_t delivery) noexcept {
   if (policy.in_progress_delay.count() > 0) return policy.in_progress_delay;
   constexpr milliseconds kFloor(50);
-  const milliseconds ceiling = std::max(kFloor, policy.heartbeat);
-  if (owner == nullptr) return ceiling;
-  // A margin past the lease's end, so the redelivery finds it expired and
-  // takes over instead of bouncing once more.
-  const milliseconds margin = std::max(milliseconds(20), policy.lease / 20);
-  const milliseconds remaining = owner->lease_expires_at - now + margin;
-  return std::clamp(remaining, kFloor, ceiling);
+  milliseconds ceiling = std::max(kFloor, policy.heartbeat);
+  if (owner != nullptr) {
+    // A margin past the lease's end, so the redelivery finds it expired and
+    // takes over instead of bouncing once more.
+    const milliseconds margin = std::max(milliseconds(20), policy.lease / 20);
+    ceiling = std::min(ceiling, std::max(kFloor, owner->lease_expires_at - now + margin));
+  }
+  milliseconds delay = std::max(kFloor, policy.in_progress_backoff);
+  for (std::uint64_t i = 1; i < delivery && delay < ceiling; ++i) delay *= 2;
+  return std::min(delay, ceiling);
 }
 
 Decision after_undecodable(std::string detail) {
@@ -73,7 +77,7 @@ Decision after_claim(const Policy& policy, const ClaimOutcome& outcome, std::uin
     }
     case ClaimStatus::kInProgress: {
       const IdempotencyRecord* owner = outcome.record ? &*outcome.record : nullptr;
-      return nak(MessageOutcome::kNakInProgress, in_progress_delay(policy, owner, now),
+      return nak(MessageOutcome::kNakInProgress, in_progress_delay(policy, owner, now, delivery),
                  "the key is in progress on another worker");
     }
     case ClaimStatus::kCompleted: {
@@ -89,7 +93,6 @@ Decision after_claim(const Policy& policy, const ClaimOutcome& outcome, std::uin
     case ClaimStatus::kMismatch:
       return dead_letter(DeadLetterReason::kMismatch, "the idempotency key was already used with a different payload");
   }
-  (void)delivery;
   (void)jitter;
   return nak(MessageOutcome::kNakStoreError, policy.retry_backoff, "unknown claim status");
 }
@@ -115,7 +118,8 @@ Decision after_write_error(const Policy& policy, const Error& error, std::uint64
   if (error.code() == ErrorCode::kLeaseLost) {
     // A newer owner runs the key; its outcome decides. Come back when it is
     // likely done, and never ack this copy meanwhile.
-    return nak(MessageOutcome::kNakLeaseLost, in_progress_delay(policy, nullptr, Timestamp{}), error.to_string());
+    return nak(MessageOutcome::kNakLeaseLost, in_progress_delay(policy, nullptr, Timestamp{}, delivery),
+               error.to_string());
   }
   return nak(MessageOutcome::kNakStoreError, retry_delay(policy, delivery, jitter), error.to_string());
 }

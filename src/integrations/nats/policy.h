@@ -22,8 +22,9 @@ struct Policy {
   std::chrono::milliseconds heartbeat{10'000};
   std::chrono::milliseconds retry_backoff{250};
   std::chrono::milliseconds retry_backoff_max{30'000};
-  std::chrono::milliseconds in_progress_delay{0};  // 0: from the owner's lease
-  std::uint32_t max_deliver = 5;                   // handler attempts; 0: unlimited
+  std::chrono::milliseconds in_progress_delay{0};  // 0: backoff bounded by the owner's lease
+  std::chrono::milliseconds in_progress_backoff{100};
+  std::uint32_t max_deliver = 5;  // handler attempts; 0: unlimited
   // The durable consumer's own MaxDeliver (an existing consumer may have
   // one): at that delivery a nak would make the server drop the message.
   std::int64_t server_max_deliver = -1;  // <= 0: unlimited
@@ -52,11 +53,13 @@ struct Decision {
 // come back in the same instant.
 std::chrono::milliseconds retry_delay(const Policy& policy, std::uint64_t delivery, double jitter) noexcept;
 
-// in_progress_delay(): the fixed delay when configured; otherwise until the
-// owner's lease runs out plus a margin, at most one heartbeat interval (so a
-// finished original is noticed quickly), at least 50 ms.
-std::chrono::milliseconds in_progress_delay(const Policy& policy, const IdempotencyRecord* owner,
-                                            Timestamp now) noexcept;
+// in_progress_delay(): the fixed delay when configured; otherwise
+// in_progress_backoff x 2^(delivery-1) (most originals finish within
+// milliseconds, so the first look comes soon), but never past the owner's
+// lease end plus a margin (a dead owner is taken over right away), at most
+// one heartbeat interval and at least 50 ms.
+std::chrono::milliseconds in_progress_delay(const Policy& policy, const IdempotencyRecord* owner, Timestamp now,
+                                            std::uint64_t delivery) noexcept;
 
 Decision after_undecodable(std::string detail);
 Decision after_claim(const Policy& policy, const ClaimOutcome& outcome, std::uint64_t delivery, Timestamp now,
