@@ -61,7 +61,15 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  for (int i = 0; i < 100 && (*consumer)->stats().settled() < 15; ++i) std::this_thread::sleep_for(100ms);
+  // Done when all 15 messages are acked or dead-lettered (naks come back).
+  auto finished = [&] {
+    const auto s = (*consumer)->stats();
+    using idem::nats::MessageOutcome;
+    return s.count(MessageOutcome::kAcked) + s.count(MessageOutcome::kAckedDuplicate) +
+               s.count(MessageOutcome::kDeadLettered) >=
+           15;
+  };
+  for (int i = 0; i < 100 && !finished(); ++i) std::this_thread::sleep_for(100ms);
   (*consumer)->stop();
   const auto stats = (*consumer)->stats();
   std::cout << "acked " << stats.count(idem::nats::MessageOutcome::kAcked) << ", duplicates "

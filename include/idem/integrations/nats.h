@@ -221,6 +221,8 @@ struct ConsumerStats {
   std::uint64_t fetch_errors = 0;
 
   std::uint64_t count(MessageOutcome outcome) const noexcept { return outcomes[static_cast<std::size_t>(outcome)]; }
+  // Every settlement (acks, naks and terms): a message nak'd twice and then
+  // acked counts three times.
   std::uint64_t settled() const noexcept;
 };
 
