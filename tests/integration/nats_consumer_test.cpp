@@ -31,6 +31,8 @@ using idem::nats::ConsumerOptions;
 using idem::nats::MessageContext;
 using idem::nats::MessageOutcome;
 using idem::nats::MessageReport;
+using idem::test::slurp;
+using idem::test::wait_until;
 
 std::string envelope_json(const std::string& id, const std::string& payload = R"({"n":1})") {
   Envelope e;
@@ -38,16 +40,6 @@ std::string envelope_json(const std::string& id, const std::string& payload = R"
   e.event_type = "test.event";
   EXPECT_TRUE(e.set_payload_json(payload).ok());
   return e.to_json();
-}
-
-template <typename Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
 }
 
 // Reports of every settled message, in settlement order.
@@ -138,22 +130,17 @@ class Runs {
   std::map<std::string, int> runs_;
 };
 
-class NatsConsumerTest : public ::testing::Test {
+class NatsConsumerTest : public idem::test::NatsSuite {
  protected:
-  static void SetUpTestSuite() { server_ = idem::test::NatsServer::start(&start_error_).release(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-
   void SetUp() override {
-    if (server_ == nullptr) IDEM_SKIP_OR_FAIL(start_error_);
+    NatsSuite::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     static std::atomic<int> counter{0};
     const int n = ++counter;
     stream_ = "T" + std::to_string(n);
     subject_ = "t" + std::to_string(n) + ".events";
     dlq_subject_ = "dlq.t" + std::to_string(n);
-    conn_ = connect(server_->url());
+    conn_ = connect(server().url());
     ASSERT_TRUE(
         idem::nats::ensure_stream(*conn_, {.name = stream_, .subjects = {"t" + std::to_string(n) + ".>"}}).ok());
     ASSERT_TRUE(idem::nats::ensure_stream(*conn_, {.name = stream_ + "_DLQ", .subjects = {dlq_subject_}}).ok());
@@ -202,8 +189,6 @@ class NatsConsumerTest : public ::testing::Test {
     return s && s->num_pending == 0 && s->num_ack_pending == 0;
   }
 
-  static inline idem::test::NatsServer* server_ = nullptr;
-  static inline std::string start_error_;
   std::string stream_, subject_, dlq_subject_;
   std::shared_ptr<Connection> conn_;
 };

@@ -3,10 +3,19 @@
 #include <nats/nats.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "integrations/nats/connection_impl.h"
 
 namespace idem::test {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 std::optional<ConsumerState> consumer_state(nats::Connection& connection, const std::string& stream,
                                             const std::string& durable, std::string* error) {

@@ -9,7 +9,10 @@
 //    so the consumer's native-async path is exercised on a real store.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -23,8 +26,41 @@
 
 #include "idem/core/store.h"
 #include "idem/integrations/nats.h"
+#include "support/nats_server.h"
 
 namespace idem::test {
+
+// wait_until() polls `pred` every 10 ms until it holds or `timeout` passes;
+// returns its last value.
+template <typename Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+// slurp() returns a file's contents ("" when it cannot be read).
+std::string slurp(const std::string& path);
+
+// NatsSuite is a fixture base with one nats-server -js per test suite; tests
+// isolate themselves by stream name. SetUp() skips (or, with
+// IDEM_REQUIRE_SERVERS=1, fails) when the server could not start.
+class NatsSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = NatsServer::start(&start_error_); }
+  static void TearDownTestSuite() { server_.reset(); }
+  void SetUp() override {
+    if (!server_) IDEM_SKIP_OR_FAIL(start_error_);
+  }
+  static NatsServer& server() { return *server_; }
+
+ private:
+  static inline std::unique_ptr<NatsServer> server_;
+  static inline std::string start_error_;
+};
 
 struct ConsumerState {
   std::uint64_t num_pending = 0;      // not yet delivered

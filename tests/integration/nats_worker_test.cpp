@@ -31,23 +31,8 @@ extern char** environ;
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-template <typename Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
+using idem::test::slurp;
+using idem::test::wait_until;
 
 // Child is a process of ours with stdout and stderr in files; it dies with
 // the test process, and is SIGKILLed when destroyed still running.
@@ -126,16 +111,11 @@ std::vector<LedgerLine> read_ledger(const std::string& path) {
   return lines;
 }
 
-class NatsWorkerTest : public ::testing::Test {
+class NatsWorkerTest : public idem::test::NatsSuite {
  protected:
-  static void SetUpTestSuite() { server_ = idem::test::NatsServer::start(&start_error_).release(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-
   void SetUp() override {
-    if (server_ == nullptr) IDEM_SKIP_OR_FAIL(start_error_);
+    NatsSuite::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     static int counter = 0;
     ++counter;
     stream_ = "W" + std::to_string(counter);
@@ -143,13 +123,13 @@ class NatsWorkerTest : public ::testing::Test {
     dir_ = std::make_unique<idem::test::TempDir>("nats-worker");
     store_url_ = "sqlite://" + dir_->file("idem.db");
     ledger_ = dir_->file("ledger");
-    auto conn = idem::nats::Connection::connect({.url = server_->url()});
+    auto conn = idem::nats::Connection::connect({.url = server().url()});
     ASSERT_TRUE(conn.ok()) << conn.error().to_string();
     conn_ = *conn;
   }
 
   std::unique_ptr<Child> start_worker(const std::vector<std::string>& extra = {}, const std::string& lease = "1s") {
-    std::vector<std::string> args = {IDEM_CLI_PATH, "nats-worker",   "--nats",   server_->url(), "--stream",
+    std::vector<std::string> args = {IDEM_CLI_PATH, "nats-worker",   "--nats",   server().url(), "--stream",
                                      stream_,       "--subjects",    subject_,   "--consumer",   "workers",
                                      "--store",     store_url_,      "--ledger", ledger_,        "--lease",
                                      lease,         "--concurrency", "4"};
@@ -172,7 +152,7 @@ class NatsWorkerTest : public ::testing::Test {
   }
 
   int publish(const std::string& file, int copies, std::string* output = nullptr) {
-    return idem::test::run_command({IDEM_CLI_PATH, "nats-publish", "--nats", server_->url(), "--subject", subject_,
+    return idem::test::run_command({IDEM_CLI_PATH, "nats-publish", "--nats", server().url(), "--subject", subject_,
                                     "--file", file, "--copies", std::to_string(copies)},
                                    output);
   }
@@ -184,8 +164,6 @@ class NatsWorkerTest : public ::testing::Test {
 
   std::shared_ptr<idem::IdempotencyChecker> checker() { return idem::IdempotencyChecker::from_url(store_url_).value(); }
 
-  static inline idem::test::NatsServer* server_ = nullptr;
-  static inline std::string start_error_;
   std::string stream_, subject_, store_url_, ledger_;
   std::unique_ptr<idem::test::TempDir> dir_;
   std::shared_ptr<idem::nats::Connection> conn_;
@@ -320,13 +298,13 @@ TEST_F(NatsWorkerTest, ThreeWorkersOneKilledAndRestartedTwiceLoseNothing) {
 TEST_F(NatsWorkerTest, LedgerTableNeedsThePostgresStore) {
   std::string output;
   const int code = idem::test::run_command(
-      {IDEM_CLI_PATH, "nats-worker", "--nats", server_->url(), "--stream", stream_, "--subjects", subject_,
+      {IDEM_CLI_PATH, "nats-worker", "--nats", server().url(), "--stream", stream_, "--subjects", subject_,
        "--consumer", "w", "--store", "postgresql://localhost/db", "--ledger-table", "ledger"},
       &output);
   EXPECT_EQ(code, 1) << output;
   EXPECT_NE(output.find("needs the postgres store"), std::string::npos) << output;
   const int usage = idem::test::run_command(
-      {IDEM_CLI_PATH, "nats-worker", "--nats", server_->url(), "--stream", stream_, "--subjects", subject_,
+      {IDEM_CLI_PATH, "nats-worker", "--nats", server().url(), "--stream", stream_, "--subjects", subject_,
        "--consumer", "w", "--store", store_url_, "--ledger-table", "ledger"},
       &output);
   EXPECT_EQ(usage, 2) << output;

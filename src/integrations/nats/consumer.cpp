@@ -407,12 +407,7 @@ void ConsumerImpl::run_handler(const std::shared_ptr<Delivery>& d) {
     return;
   }
   if (d->completed_by_handler) {
-    d->leased.store(false, std::memory_order_release);
-    report_handler(d, HandlerOutcome::kCompleted);
-    Decision ack;
-    ack.action = Decision::Action::kAck;
-    ack.outcome = MessageOutcome::kAcked;
-    settle(d, ack);
+    on_completed(d, Status());
     return;
   }
   d->first_complete = Clock::now();
