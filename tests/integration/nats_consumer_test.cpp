@@ -430,6 +430,33 @@ TEST_F(NatsConsumerTest, PoisonMessagesGoToTheDeadLetterSubject) {
   EXPECT_EQ(by_reason["mismatch"].data, envelope_json("shared", R"({"v":2})"));
 }
 
+// A result above max_result_bytes is not stored (the checker marks the
+// record FAILED, retryable): the message is retried, then dead-lettered.
+TEST_F(NatsConsumerTest, ResultTooLargeIsRetriedThenDeadLettered) {
+  Reports reports;
+  std::atomic<int> runs{0};
+  ConsumerOptions o = options();
+  o.on_message = reports.hook();
+  o.max_deliver = 2;
+  auto c = std::make_shared<idem::IdempotencyChecker>(idem::MemoryStore::create(),
+                                                      idem::CheckerOptions{.lease = 2s, .max_result_bytes = 16});
+  auto consumer = Consumer::start(conn_, c, o, [&](MessageContext&) {
+    ++runs;
+    return std::string(64, 'x');
+  });
+  ASSERT_TRUE(consumer.ok()) << consumer.error().to_string();
+  publish(envelope_json("big"));
+  ASSERT_TRUE(wait_until([&] { return reports.count(MessageOutcome::kDeadLettered) == 1; }, 10s));
+  (*consumer)->stop();
+  EXPECT_EQ(runs.load(), 2);
+  EXPECT_EQ(reports.count(MessageOutcome::kNakRetry), 1U);
+  EXPECT_EQ(reports.count(MessageOutcome::kNakLeaseLost), 0U);
+  const auto all = reports.all();
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back().reason, idem::nats::DeadLetterReason::kMaxDeliver);
+  EXPECT_NE(all.back().detail.find("max_result_bytes"), std::string::npos) << all.back().detail;
+}
+
 // While the store is down nothing is acked and no handler runs: messages are
 // nak'd and come back. A completion that fails mid-outage is retried, so the
 // handler that already ran does not run again.
@@ -534,7 +561,7 @@ TEST_F(NatsConsumerTest, InvalidOptionsAreTypedErrors) {
   o.durable = "has.dot";
   auto bad = Consumer::start(conn_, c, o, handler);
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.error().code(), idem::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(bad.error().code(), idem::ErrorCode::kInvalidConfiguration);
   o = options();
   o.stream = "NO_SUCH_STREAM";
   auto missing = Consumer::start(conn_, c, o, handler);

@@ -114,8 +114,9 @@ TEST(NatsPolicy, TerminalReplayAndMismatchAreDeadLetters) {
 
 TEST(NatsPolicy, StoreErrorsAreNakedNeverDeadLettered) {
   Policy p;
-  for (auto code : {idem::ErrorCode::kUnavailable, idem::ErrorCode::kTimeout, idem::ErrorCode::kInternal,
-                    idem::ErrorCode::kCorrupt}) {
+  for (auto code :
+       {idem::ErrorCode::kUnavailable, idem::ErrorCode::kTimeout, idem::ErrorCode::kInternal, idem::ErrorCode::kCorrupt,
+        idem::ErrorCode::kInvalidConfiguration, idem::ErrorCode::kResourceExhausted}) {
     const Decision d = after_claim_error(p, idem::Error(code, "down"), 50, 0);
     EXPECT_EQ(d.action, Action::kNak) << idem::to_string(code);
     EXPECT_EQ(d.outcome, MessageOutcome::kNakStoreError);
@@ -199,7 +200,7 @@ TEST(NatsOptions, AckWaitFollowsTheLeaseAndOptionsAreChecked) {
   o.durable = "d";
   EXPECT_TRUE(o.validate().ok());
   o.concurrency = 0;
-  EXPECT_EQ(o.validate().error().code(), idem::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(o.validate().error().code(), idem::ErrorCode::kInvalidConfiguration);
   EXPECT_FALSE(idem::nats::ConnectionOptions{.url = " , "}.validate().ok());
   EXPECT_EQ(idem::nats::to_string(MessageOutcome::kNakInProgress), "nak_in_progress");
   EXPECT_EQ(idem::nats::to_string(DeadLetterReason::kMaxDeliver), "max_deliver");

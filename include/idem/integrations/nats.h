@@ -122,7 +122,7 @@ struct ConnectionOptions {
   // Connection events, called on a nats.c thread; must return quickly.
   std::function<void(ConnectionEvent event, std::string_view detail)> on_event{};
 
-  // Returns kInvalidArgument when an option is out of range.
+  // Returns kInvalidConfiguration when an option is out of range.
   Status validate() const;
 };
 
@@ -318,7 +318,7 @@ struct ConsumerOptions {
   // handler thread, the fetch thread or a store I/O thread): return quickly.
   std::function<void(const MessageReport&)> on_message{};
 
-  // Returns kInvalidArgument when an option is missing or out of range.
+  // Returns kInvalidConfiguration when an option is missing or out of range.
   Status validate() const;
 };
 

@@ -44,9 +44,12 @@ Error nats_error(natsStatus status, jsErrCode js_code, std::string_view what) {
     code = ErrorCode::kUnavailable;
   } else if (status == NATS_NOT_FOUND || js_code == JSStreamNotFoundErr || js_code == JSConsumerNotFoundErr) {
     code = ErrorCode::kNotFound;
+  } else if (status == NATS_MAX_PAYLOAD) {
+    code = ErrorCode::kInvalidArgument;  // this message is too large: no retry helps
   } else if (status == NATS_INVALID_ARG || status == NATS_INVALID_SUBJECT || status == NATS_ADDRESS_MISSING ||
-             status == NATS_MAX_PAYLOAD) {
-    code = ErrorCode::kInvalidArgument;
+             status == NATS_CONNECTION_AUTH_FAILED || status == NATS_NOT_PERMITTED ||
+             status == NATS_SECURE_CONNECTION_WANTED || status == NATS_SECURE_CONNECTION_REQUIRED) {
+    code = ErrorCode::kInvalidConfiguration;  // the program or its settings, not the message
   }
   return Error(code, std::move(message));
 }
@@ -132,12 +135,16 @@ std::string_view to_string(ConnectionEvent event) noexcept {
 }
 
 Status ConnectionOptions::validate() const {
-  if (detail::split_urls(url).empty()) return Error(ErrorCode::kInvalidArgument, "nats: no server URL given");
-  if (connect_timeout.count() <= 0) return Error(ErrorCode::kInvalidArgument, "nats: connect_timeout must be positive");
+  if (detail::split_urls(url).empty()) return Error(ErrorCode::kInvalidConfiguration, "nats: no server URL given");
+  if (connect_timeout.count() <= 0) {
+    return Error(ErrorCode::kInvalidConfiguration, "nats: connect_timeout must be positive");
+  }
   if (reconnect_wait.count() < 0)
-    return Error(ErrorCode::kInvalidArgument, "nats: reconnect_wait must not be negative");
-  if (api_timeout.count() <= 0) return Error(ErrorCode::kInvalidArgument, "nats: api_timeout must be positive");
-  if (max_reconnect < -1) return Error(ErrorCode::kInvalidArgument, "nats: max_reconnect must be -1 (forever) or more");
+    return Error(ErrorCode::kInvalidConfiguration, "nats: reconnect_wait must not be negative");
+  if (api_timeout.count() <= 0) return Error(ErrorCode::kInvalidConfiguration, "nats: api_timeout must be positive");
+  if (max_reconnect < -1) {
+    return Error(ErrorCode::kInvalidConfiguration, "nats: max_reconnect must be -1 (forever) or more");
+  }
   return {};
 }
 
@@ -198,9 +205,9 @@ Result<std::shared_ptr<Connection>> Connection::connect(ConnectionOptions option
 }
 
 Status ensure_stream(Connection& connection, const StreamSettings& settings) {
-  if (settings.name.empty()) return Error(ErrorCode::kInvalidArgument, "nats: stream name is empty");
+  if (settings.name.empty()) return Error(ErrorCode::kInvalidConfiguration, "nats: stream name is empty");
   if (settings.subjects.empty()) {
-    return Error(ErrorCode::kInvalidArgument, "nats: stream '" + settings.name + "' needs at least one subject");
+    return Error(ErrorCode::kInvalidConfiguration, "nats: stream '" + settings.name + "' needs at least one subject");
   }
   jsCtx* js = connection.impl().js;
   jsStreamInfo* raw_info = nullptr;

@@ -135,11 +135,11 @@ Status ConsumerImpl::bind() {
 
   const jsConsumerConfig& existing = *info->Config;
   if (existing.DeliverSubject != nullptr && *existing.DeliverSubject != '\0') {
-    return Error(ErrorCode::kInvalidArgument, "nats: " + what + " is a push consumer; Idem needs a pull consumer");
+    return Error(ErrorCode::kInvalidConfiguration, "nats: " + what + " is a push consumer; Idem needs a pull consumer");
   }
   const std::string existing_filter = existing.FilterSubject != nullptr ? existing.FilterSubject : "";
   if (!options.filter_subject.empty() && existing_filter != options.filter_subject) {
-    return Error(ErrorCode::kInvalidArgument,
+    return Error(ErrorCode::kInvalidConfiguration,
                  "nats: " + what + " filters '" + existing_filter + "', not '" + options.filter_subject + "'");
   }
   policy.server_max_deliver = existing.MaxDeliver;
@@ -451,7 +451,10 @@ void ConsumerImpl::on_completed(const std::shared_ptr<Delivery>& d, Status statu
     return;
   }
   if (error.code() == ErrorCode::kResultTooLarge) {
-    fail(d, FailureKind::kRetryable, error.message());
+    // The checker refused the result and already marked the record FAILED
+    // (retryable): a retryable handler failure, without a second write.
+    d->leased.store(false, std::memory_order_release);
+    on_failed(d, FailureKind::kRetryable, error.message(), Status());
     return;
   }
   d->leased.store(false, std::memory_order_release);
@@ -683,7 +686,7 @@ std::chrono::milliseconds ack_wait_for_lease(std::chrono::milliseconds lease) no
 std::string default_dead_letter_subject(std::string_view stream) { return "idem.dlq." + std::string(stream); }
 
 Status ConsumerOptions::validate() const {
-  auto invalid = [](const std::string& message) { return Error(ErrorCode::kInvalidArgument, "nats: " + message); };
+  auto invalid = [](const std::string& message) { return Error(ErrorCode::kInvalidConfiguration, "nats: " + message); };
   if (stream.empty()) return invalid("ConsumerOptions::stream is required");
   if (durable.empty()) return invalid("ConsumerOptions::durable is required");
   if (durable.find_first_of(". *>") != std::string::npos) {
@@ -727,14 +730,14 @@ ConsumerStats Consumer::stats() const {
 Result<std::unique_ptr<Consumer>> Consumer::start(std::shared_ptr<Connection> connection,
                                                   std::shared_ptr<IdempotencyChecker> checker, ConsumerOptions options,
                                                   Handler handler) {
-  if (!connection) return Error(ErrorCode::kInvalidArgument, "nats: Consumer::start needs a connection");
-  if (!checker) return Error(ErrorCode::kInvalidArgument, "nats: Consumer::start needs a checker");
-  if (!handler) return Error(ErrorCode::kInvalidArgument, "nats: Consumer::start needs a handler");
+  if (!connection) return Error(ErrorCode::kInvalidConfiguration, "nats: Consumer::start needs a connection");
+  if (!checker) return Error(ErrorCode::kInvalidConfiguration, "nats: Consumer::start needs a checker");
+  if (!handler) return Error(ErrorCode::kInvalidConfiguration, "nats: Consumer::start needs a handler");
   if (Status valid = options.validate(); !valid) return std::move(valid).error();
   auto impl = std::make_shared<detail::ConsumerImpl>(std::move(connection), std::move(checker), std::move(options),
                                                      std::move(handler));
   if (impl->heartbeat_interval >= impl->ack_wait) {
-    return Error(ErrorCode::kInvalidArgument,
+    return Error(ErrorCode::kInvalidConfiguration,
                  "nats: heartbeat_interval must be shorter than the AckWait derived from the lease");
   }
   if (Status bound = impl->bind(); !bound) return std::move(bound).error();

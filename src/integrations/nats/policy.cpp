@@ -99,8 +99,9 @@ Decision after_claim(const Policy& policy, const ClaimOutcome& outcome, std::uin
 
 Decision after_claim_error(const Policy& policy, const Error& error, std::uint64_t delivery, double jitter) {
   if (error.code() == ErrorCode::kInvalidArgument) return dead_letter(DeadLetterReason::kInvalidKey, error.message());
-  // Everything else is the store's trouble, not the message's: redeliver,
-  // however long it lasts (fail closed), never dead-letter.
+  // Everything else is the store's trouble (or the configuration's:
+  // kInvalidConfiguration), not the message's: redeliver, however long it
+  // lasts (fail closed), never dead-letter.
   return nak(MessageOutcome::kNakStoreError, retry_delay(policy, delivery, jitter), error.to_string());
 }
 

@@ -14,7 +14,8 @@ namespace idem::nats {
 
 Publisher::Publisher(std::shared_ptr<Connection> connection, PublishOptions options)
     : connection_(std::move(connection)), options_(std::move(options)) {
-  if (!connection_) throw IdemError(Error(ErrorCode::kInvalidArgument, "nats: Publisher needs a connection"));
+  if (!connection_)
+    throw ConfigurationError(Error(ErrorCode::kInvalidConfiguration, "nats: Publisher needs a connection"));
   if (options_.max_attempts == 0) options_.max_attempts = 1;
 }
 
@@ -28,7 +29,7 @@ Result<PublishReceipt> Publisher::publish(std::string_view subject, const Envelo
 
 Result<PublishReceipt> Publisher::publish_raw(std::string_view subject, std::string_view data, std::string_view msg_id,
                                               const Headers& headers) const {
-  if (subject.empty()) return Error(ErrorCode::kInvalidArgument, "nats: publish subject is empty");
+  if (subject.empty()) return Error(ErrorCode::kInvalidConfiguration, "nats: publish subject is empty");
   const std::string subject_text(subject);
   const std::string msg_id_text(msg_id);
   std::chrono::milliseconds backoff = options_.retry_backoff;
