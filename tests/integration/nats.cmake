@@ -24,3 +24,16 @@ if(TARGET idem_nats AND TARGET idem_cli)
   target_compile_definitions(nats_worker_test PRIVATE IDEM_CLI_PATH="$<TARGET_FILE:idem_cli>")
   add_dependencies(nats_worker_test idem_cli)
 endif()
+
+# Example 6 against a nats-server of its own (the store-only example runner
+# cannot give it one). examples/ is added after tests/: the target is
+# resolved at generate time.
+if(TARGET idem_nats AND IDEM_BUILD_EXAMPLES)
+  idem_add_test(NAME nats_example_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/nats_example_test.cpp
+    LABELS examples
+    DEPS idem_nats_integration_support
+    TIMEOUT 120)
+  target_compile_definitions(nats_example_test PRIVATE IDEM_EXAMPLE_PATH="$<TARGET_FILE:example_nats_consumer>")
+  add_dependencies(nats_example_test example_nats_consumer)
+endif()
