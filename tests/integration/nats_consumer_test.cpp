@@ -338,15 +338,15 @@ TEST_F(NatsConsumerTest, HeartbeatKeepsALongHandlersMessageFromBeingRedelivered)
   std::atomic<int> runs{0};
   ConsumerOptions o = options();
   o.on_message = reports.hook();
-  auto c = checker(idem::MemoryStore::create(), 600ms);
+  auto c = checker(idem::MemoryStore::create(), 1s);
   auto consumer = Consumer::start(conn_, c, o, [&](MessageContext& ctx) {
     ++runs;
-    std::this_thread::sleep_for(2500ms);  // > 3 x the AckWait (700 ms)
+    std::this_thread::sleep_for(3500ms);  // > 3 x the AckWait (1.1 s)
     EXPECT_FALSE(ctx.lease_lost());
     return std::string("{}");
   });
   ASSERT_TRUE(consumer.ok()) << consumer.error().to_string();
-  EXPECT_EQ((*consumer)->ack_wait(), 700ms);
+  EXPECT_EQ((*consumer)->ack_wait(), 1100ms);
   publish(envelope_json("long-1"));
   ASSERT_TRUE(wait_until([&] { return reports.count(MessageOutcome::kAcked) == 1; }, 10s));
   ASSERT_TRUE(wait_until([&] { return drained(); }, 5s));

@@ -245,7 +245,7 @@ TEST_F(NatsWorkerTest, ThreeWorkersOneKilledAndRestartedTwiceLoseNothing) {
   // land between effect and completion: the case that duplicates an effect.
   const std::vector<std::string> extra = {"--handler-delay-ms", "1", "--effect-delay-ms", "3"};
   std::vector<std::unique_ptr<Child>> workers;
-  for (int i = 0; i < 3; ++i) workers.push_back(start_worker(extra, "2s"));
+  for (int i = 0; i < 3; ++i) workers.push_back(start_worker(extra, "3s"));
   std::string output;
   std::thread publisher([&] { EXPECT_EQ(publish(write_events(kEvents), 3, &output), 0) << output; });
 
@@ -255,7 +255,7 @@ TEST_F(NatsWorkerTest, ThreeWorkersOneKilledAndRestartedTwiceLoseNothing) {
     ASSERT_TRUE(wait_until([&] { return read_ledger(ledger_).size() >= target; }, 60s)) << "round " << round;
     killed.insert(workers[0]->pid());
     workers[0]->kill();
-    workers[0] = start_worker(extra, "2s");
+    workers[0] = start_worker(extra, "3s");
   }
   publisher.join();
   ASSERT_TRUE(wait_until(
