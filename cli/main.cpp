@@ -10,6 +10,9 @@
 #ifdef IDEM_CLI_WITH_NATS
 #include "nats_commands.h"
 #endif
+#ifdef IDEM_HAVE_HTTP
+#include "webhook_demo.h"
+#endif
 
 int main(int argc, char** argv) {
   using namespace idem::cli;
@@ -29,6 +32,9 @@ int main(int argc, char** argv) {
 #ifdef IDEM_CLI_WITH_NATS
   add_nats_worker_command(app, action);
   add_nats_publish_command(app, action);
+#endif
+#ifdef IDEM_HAVE_HTTP
+  add_webhook_demo_command(app, action);
 #endif
 
   try {
