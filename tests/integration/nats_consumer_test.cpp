@@ -15,11 +15,14 @@
 #include <vector>
 
 #include "idem/core/checker.h"
+#include "idem/core/metrics.h"
 #include "idem/core/processor.h"
+#include "idem/core/tracing.h"
 #include "idem/integrations/nats.h"
 #include "idem/stores/memory.h"
 #include "integration/nats_support.h"
 #include "support/nats_server.h"
+#include "support/recording_tracer.h"
 
 namespace {
 
@@ -552,6 +555,61 @@ TEST_F(NatsConsumerTest, NatsServerRestartMidStreamLosesNothing) {
   (*consumer)->stop();
   for (const auto& [id, count] : runs.all()) EXPECT_EQ(count, 1) << id;
   EXPECT_GE(conn->reconnects(), 1U);
+}
+
+// Every message outcome shows up as a span (with the outcome and the
+// dead-letter reason) and in the consumer's metrics; the handler's verdict
+// reaches the checker's observer (MetricsRegistry).
+TEST_F(NatsConsumerTest, EveryOutcomeHasASpanAndAMetric) {
+  auto tracer = std::make_shared<idem::test::RecordingTracer>();
+  auto metrics = std::make_shared<idem::MetricsRegistry>(idem::MetricsOptions{.store = "memory"});
+  auto observer = std::make_shared<idem::CompositeObserver>(std::vector<std::shared_ptr<idem::Observer>>{
+      std::make_shared<idem::TracingObserver>(tracer, idem::TracingOptions{.messaging_system = "nats"}), metrics});
+  auto c = std::make_shared<idem::IdempotencyChecker>(idem::MemoryStore::create(),
+                                                      idem::CheckerOptions{.lease = 2s, .observer = observer});
+  Reports reports;
+  ConsumerOptions o = options();
+  o.on_message = reports.hook();
+  auto consumer = Consumer::start(conn_, c, o, [](MessageContext&) { return std::string("{}"); });
+  ASSERT_TRUE(consumer.ok()) << consumer.error().to_string();
+  publish(envelope_json("traced"));
+  ASSERT_TRUE(wait_until([&] { return reports.count(MessageOutcome::kAcked) == 1; }, 5s));
+  publish(envelope_json("traced"));
+  publish("{not an envelope");
+  ASSERT_TRUE(wait_until([&] { return reports.all().size() == 3; }, 5s));
+  (*consumer)->stop();
+
+  const auto spans = tracer->spans_named(idem::nats::trace::kSpanMessage);
+  ASSERT_EQ(spans.size(), 3U);
+  std::map<std::string, idem::test::RecordingTracer::Ended> by_outcome;
+  for (const auto& span : spans) {
+    by_outcome[span.attributes.at(std::string(idem::trace::kOutcome))] = span;
+    EXPECT_EQ(span.attributes.at(std::string(idem::trace::kMessagingSystem)), "nats");
+    EXPECT_EQ(span.attributes.at(std::string(idem::trace::kMessagingDestination)), subject_);
+    EXPECT_EQ(span.attributes.at(std::string(idem::nats::trace::kDelivery)), "1");
+  }
+  ASSERT_EQ(by_outcome.count("acked"), 1U);
+  ASSERT_EQ(by_outcome.count("acked_duplicate"), 1U);
+  ASSERT_EQ(by_outcome.count("dead_lettered"), 1U);
+  EXPECT_EQ(by_outcome["acked"].attributes.at(std::string(idem::trace::kMessagingMessageId)), "traced");
+  EXPECT_EQ(by_outcome["dead_lettered"].attributes.at(std::string(idem::nats::trace::kDeadLetterReason)),
+            "undecodable");
+  const auto handlers = tracer->spans_named(idem::trace::kSpanHandler);
+  ASSERT_EQ(handlers.size(), 1U);
+  EXPECT_EQ(handlers[0].attributes.at(std::string(idem::trace::kOutcome)), "completed");
+
+  EXPECT_EQ(metrics->counter_value("idem_completions_total", R"(scope="",store="memory")"), 1U);
+  EXPECT_EQ(metrics->counter_value("idem_duplicates_total", R"(scope="",store="memory",state="completed")"), 1U);
+  const std::string text = (*consumer)->render_metrics();
+  const std::string labels = "stream=\"" + stream_ + "\",consumer=\"workers\"";
+  for (const std::string& line :
+       {"idem_nats_messages_total{" + labels + ",outcome=\"acked\"} 1",
+        "idem_nats_messages_total{" + labels + ",outcome=\"acked_duplicate\"} 1",
+        "idem_nats_messages_total{" + labels + ",outcome=\"dead_lettered\"} 1",
+        "idem_nats_dead_letters_total{" + labels + ",reason=\"undecodable\"} 1",
+        "idem_nats_handler_runs_total{" + labels + "} 1", "idem_nats_in_flight{" + labels + "} 0"}) {
+    EXPECT_NE(text.find(line + "\n"), std::string::npos) << line << " in\n" << text;
+  }
 }
 
 TEST_F(NatsConsumerTest, InvalidOptionsAreTypedErrors) {
