@@ -188,6 +188,9 @@ class Checker {
         if (s.acquired()) {
           count("acquired");
           count("acquired." + s.status);
+          // A claim that waited in the store (a lock, a slow server) longer
+          // than its lease returns a lease that has already run out.
+          if (s.ret_us >= s.aux * 1000) count("acquired.expired_on_arrival");
         } else {
           count("claim." + s.status);
         }
@@ -475,16 +478,22 @@ class Checker {
         if (c.key == key && c.token == prev.token) return "crashed:" + c.status;
       }
     }
-    if (auto it = kills_.find(prev.pid); it != kills_.end() && it->second >= prev.begin_us) return "killed";
+    // What stopped the worker must have happened between its effect and the
+    // takeover: a kill long after the takeover explains nothing.
+    const Interval span{prev.begin_us, std::max(until, prev.begin_us + 1)};
+    auto within = [&](std::int64_t t) { return t >= span.from && t <= span.to; };
+    if (auto it = kills_.find(prev.pid); it != kills_.end() && within(it->second)) return "killed";
     // Another thread of the same process crashed on purpose: this one died too.
-    if (auto it = crashes_.find(prev.pid); it != crashes_.end() && it->second.front().time_us >= prev.begin_us) {
+    if (auto it = crashes_.find(prev.pid); it != crashes_.end() && within(it->second.front().time_us)) {
       return "crashed:sibling";
     }
-    const Interval span{prev.begin_us, std::max(until, prev.begin_us + 1)};
     if (auto it = stops_.find(prev.pid); it != stops_.end()) {
       for (const Interval& s : it->second) {
         if (overlaps(s, span)) return "frozen";
       }
+    }
+    for (const Step& s : k.steps) {
+      if (s.acquired() && s.token == prev.token && s.ret_us >= s.aux * 1000) return "lease-expired-on-arrival";
     }
     if (store_error) return "store-fault";
     for (const Interval& f : store_faults_) {
@@ -521,8 +530,9 @@ std::string Report::summary() const {
     o << ")";
   }
   o << "\nclaims " << c("claims") << ": acquired " << c("acquired") << " (new " << c("acquired.new") << ", takeover "
-    << c("acquired.takeover") << ", retry " << c("acquired.retry") << "), in progress " << c("claim.in_progress")
-    << ", completed " << c("claim.completed") << ", failed " << c("claim.failed") << "\n";
+    << c("acquired.takeover") << ", retry " << c("acquired.retry") << "; lease already expired on arrival "
+    << c("acquired.expired_on_arrival") << "), in progress " << c("claim.in_progress") << ", completed "
+    << c("claim.completed") << ", failed " << c("claim.failed") << "\n";
   o << "writes: complete " << c("complete.ok") << ", fail " << c("fail.ok.retryable") + c("fail.ok.terminal")
     << ", extend " << c("extend.ok") << ", fenced (lease_lost) " << c("fenced") << ", indeterminate "
     << c("indeterminate") << "\n";

@@ -54,7 +54,7 @@ struct Report {
   std::vector<Violation> violations;
   std::map<std::string, std::uint64_t> violation_counts;  // by kind, all of them
   std::map<std::string, std::uint64_t> counts;            // steps, outcomes, faults
-  std::map<std::string, std::uint64_t> duplicate_causes;  // killed, crashed, frozen, store-fault, stall
+  std::map<std::string, std::uint64_t> duplicate_causes;  // see docs/testing.md
   std::uint64_t keys = 0;                                 // keys touched by a claim
   std::uint64_t effects = 0;
   std::uint64_t duplicates = 0;  // effects beyond the first per key

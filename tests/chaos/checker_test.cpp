@@ -258,6 +258,29 @@ TEST(ChaosChecker, RefutesADuplicateNoFaultExplains) {
   EXPECT_TRUE(b.check().has("unattributed-duplicate"));
 }
 
+TEST(ChaosChecker, AClaimThatWaitedPastItsLeaseExplainsADuplicate) {
+  // The claim waited 700 ms for the store (a lock) and came back with a lease
+  // that had already run out: the next claim may take over at once.
+  Builder b;
+  b.add("100.0", op::kClaimInv, 1);
+  b.at(700).add("100.0", op::kClaimOk, 1, 5, "new", kT0 + 600).effect("100.0", 1, 5);
+  b.claim("101.0", 1, 6, "takeover").effect("101.0", 1, 6).complete("101.0", 1, 6);
+  b.complete("100.0", 1, 5, "lease_lost").final_read(1, "completed", 6, 6);
+  const Report r = b.check();
+  EXPECT_TRUE(r.ok()) << why(r);
+  EXPECT_EQ(r.count("acquired.expired_on_arrival"), 1u);
+  EXPECT_EQ(r.duplicate_causes.at("lease-expired-on-arrival"), 1u) << why(r);
+}
+
+TEST(ChaosChecker, AKillAfterTheTakeoverExplainsNothing) {
+  Builder b;
+  b.claim("100.0", 1, 5).effect("100.0", 1, 5);
+  b.at(700).claim("101.0", 1, 6, "takeover").effect("101.0", 1, 6).complete("101.0", 1, 6);
+  b.final_read(1, "completed", 6, 6);
+  b.at(5000).add("harness", op::kKill, -1, 0, "-", 100);
+  EXPECT_TRUE(b.check().has("unattributed-duplicate"));
+}
+
 TEST(ChaosChecker, ATransactionalStoreAllowsNoDuplicateAtAll) {
   Builder b;
   b.claim("100.0", 1, 5).effect("100.0", 1, 5).add("harness", op::kKill, -1, 0, "-", 100);
