@@ -1,13 +1,23 @@
 // File: fuzz/fuzz_store_url.cpp
 //
-// libFuzzer target for the store URL parsers behind idem::open_store():
-// MemoryStore::open and SqliteStore::open. URLs come from configuration
-// (IDEM_STORE_URL), which is often assembled from templates and secrets, so a
-// typo must give a clear error, never a crash or a huge allocation.
+// libFuzzer target for store URLs, the way idem::open_store() reads them
+// (IDEM_STORE_URL, --store): every URL form it accepts and every way to get
+// one wrong. URLs come from configuration, often assembled from templates and
+// secrets, so a typo must give a clear error, never a crash or a huge
+// allocation. The first byte picks the form, the rest is fuzzed:
 //
-// Only memory:// and sqlite:// are ever opened, and SQLite files only inside
-// a private temporary directory: the fuzzed bytes may not contain '/', '\\'
-// or '%' before they reach the path, so no input can climb out of it.
+//   0  memory://<rest>                      opened and pinged
+//   1  sqlite:///<scratch dir>/db<rest>     absolute path, opened and pinged
+//   2  sqlite://<rest>                      relative path (to the scratch dir)
+//   3  <rest> as a whole URL: any scheme or none. memory and sqlite go
+//      through open_store (sqlite confined as in 1 and 2); unknown schemes
+//      and no scheme must be rejected with kInvalidArgument; the network
+//      schemes (redis*, postgres*) are never opened, since a store may
+//      connect or resolve names: Redis URLs go to RedisStore::parse_url
+//      (fuzz_redis_url explores them in depth).
+//
+// SQLite files are only ever created inside a private temporary directory:
+// the fuzzed bytes may not contain '/', '\\' or '%' when they reach a path.
 #include <unistd.h>
 
 #include <cstddef>
@@ -21,6 +31,9 @@
 
 #include "idem/core/error.h"
 #include "idem/core/store.h"
+#ifdef IDEM_FUZZ_HAVE_REDIS
+#include "idem/stores/redis.h"
+#endif
 
 namespace {
 
@@ -29,10 +42,21 @@ namespace {
   std::abort();
 }
 
+// scratch_root() prefers a RAM file system: SQLite syncs its files, and on
+// a disk that made a run forty times slower.
+std::filesystem::path scratch_root() {
+  std::error_code ec;
+  if (std::getenv("TMPDIR") == nullptr && std::filesystem::is_directory("/dev/shm", ec) &&
+      ::access("/dev/shm", W_OK) == 0) {
+    return "/dev/shm";
+  }
+  return std::filesystem::temp_directory_path();
+}
+
 class ScratchDir {
  public:
   ScratchDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "idem-fuzz-url-XXXXXX").string();
+    std::string pattern = (scratch_root() / "idem-fuzz-url-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) {
       std::perror("mkdtemp");
       std::abort();
@@ -62,6 +86,15 @@ class ScratchDir {
 
 ScratchDir& scratch() {
   static ScratchDir dir;  // removed at exit
+  // Relative sqlite:// paths land in it too.
+  static const bool entered = [] {
+    if (::chdir(dir.path().c_str()) != 0) {
+      std::perror("chdir");
+      std::abort();
+    }
+    return true;
+  }();
+  (void)entered;
   return dir;
 }
 
@@ -73,33 +106,76 @@ std::string confined(std::string_view text) {
   return out;
 }
 
-}  // namespace
+// Schemes whose stores talk to a server: never opened here.
+bool network_scheme(std::string_view scheme) {
+  return scheme.rfind("redis", 0) == 0 || scheme.rfind("rediss", 0) == 0 || scheme.rfind("postgres", 0) == 0;
+}
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
-  const bool sqlite = (data[0] & 1U) != 0;
-  const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+void check_rejection(const idem::Error& e, const std::string& url) {
+  if (e.message().empty()) fail("rejection without a message", url);
+}
 
-  std::string url;
-  if (sqlite) {
-    // The rest is appended to a file name in the scratch directory: it can
-    // change the name and add a query (?busy_timeout_ms=..., ?fsync=...).
-    url = "sqlite://" + (scratch().path() / "db").string() + confined(rest);
-  } else {
-    url = "memory://" + std::string(rest);
-  }
-
+void open_and_check(const std::string& url, std::string_view expected_kind, bool sqlite) {
   auto store = idem::open_store(url);
   if (!store) {
-    if (store.error().message().empty()) fail("rejection without a message", url);
+    check_rejection(store.error(), url);
   } else {
-    const std::string_view expected = sqlite ? "sqlite" : "memory";
-    if ((*store)->kind() != expected) fail("open_store returned a store of another kind", url);
+    if ((*store)->kind() != expected_kind) fail("open_store returned a store of another kind", url);
     if (!(*store)->ping().ok()) fail("a store that opened does not answer ping()", url);
   }
   if (sqlite) {
     store = idem::Error(idem::ErrorCode::kInternal, "closed");  // close the database before deleting its files
     scratch().clear();
+  }
+}
+
+void whole_url(std::string_view text) {
+  const auto sep = text.find("://");
+  if (sep == std::string_view::npos) {
+    auto store = idem::open_store(text);
+    if (store) fail("a URL without a scheme was accepted", std::string(text));
+    if (store.error().code() != idem::ErrorCode::kInvalidArgument)
+      fail("no scheme: not kInvalidArgument", std::string(text));
+    check_rejection(store.error(), std::string(text));
+    return;
+  }
+  const std::string_view scheme = text.substr(0, sep);
+  const std::string_view rest = text.substr(sep + 3);
+  if (scheme == "memory") return open_and_check(std::string(text), "memory", false);
+  if (scheme == "sqlite") {
+    return open_and_check("sqlite://" + (scratch().path() / "db").string() + confined(rest), "sqlite", true);
+  }
+  if (network_scheme(scheme)) {
+#ifdef IDEM_FUZZ_HAVE_REDIS
+    if (scheme.rfind("redis", 0) == 0) {
+      auto parsed = idem::RedisStore::parse_url(text);
+      if (!parsed) check_rejection(parsed.error(), std::string(text));
+    }
+#endif
+    return;
+  }
+  auto store = idem::open_store(text);
+  if (store) fail("an unknown scheme was accepted", std::string(text));
+  if (store.error().code() != idem::ErrorCode::kInvalidArgument) {
+    fail("an unknown scheme: not kInvalidArgument", std::string(text));
+  }
+  check_rejection(store.error(), std::string(text));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+  switch (data[0] % 4) {
+    case 0: open_and_check("memory://" + std::string(rest), "memory", false); break;
+    // The rest is appended to a file name in the scratch directory: it can
+    // change the name and add a query (?busy_timeout_ms=..., ?fsync=...).
+    case 1: open_and_check("sqlite://" + (scratch().path() / "db").string() + confined(rest), "sqlite", true); break;
+    // Relative paths resolve against the working directory, which is the
+    // scratch directory (see scratch()).
+    case 2: open_and_check("sqlite://" + confined(rest), "sqlite", true); break;
+    default: whole_url(rest); break;
   }
   return 0;
 }
