@@ -41,11 +41,13 @@ failures=0
 check() {
   local name="$1" expect="$2" ltl="$3" needle="$4"
   shift 4
-  local dir="$work/$name"
+  # One verifier per set of -D flags: the two properties of the model share one.
+  local flags="$*"
+  local dir="$work/pan${flags//[^A-Za-z0-9_]/_}"
+  local start=$SECONDS out errors
   mkdir -p "$dir"
   cp "$model" "$dir/idem.pml"
-  local start=$SECONDS out errors
-  if ! (cd "$dir" && spin "$@" -a idem.pml >spin.log 2>&1 && "$cc" -O2 -w -o pan pan.c >cc.log 2>&1); then
+  if [[ ! -x "$dir/pan" ]] && ! (cd "$dir" && spin "$@" -a idem.pml >spin.log 2>&1 && "$cc" -O2 -w -o pan pan.c >cc.log 2>&1); then
     echo "FAIL $name: spin or the compiler failed:"
     cat "$dir/spin.log" "$dir/cc.log" 2>/dev/null | tail -n 20
     failures=$((failures + 1))
