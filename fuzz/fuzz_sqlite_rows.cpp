@@ -30,6 +30,7 @@
 #include "idem/core/error.h"
 #include "idem/core/store.h"
 #include "idem/stores/sqlite.h"
+#include "scratch_dir.h"
 
 namespace {
 
@@ -49,28 +50,14 @@ constexpr const char* kInsert =
 // them, and any other the fuzzer likes.
 const char* const kKeys[] = {"k", "idempotency:events:a", "", "k2"};
 
-// scratch_root() prefers a RAM file system: SQLite syncs its files, and on
-// a disk that made a run forty times slower.
-std::filesystem::path scratch_root() {
-  std::error_code ec;
-  if (std::getenv("TMPDIR") == nullptr && std::filesystem::is_directory("/dev/shm", ec) &&
-      ::access("/dev/shm", W_OK) == 0) {
-    return "/dev/shm";
-  }
-  return std::filesystem::temp_directory_path();
-}
-
 struct World {
-  std::filesystem::path dir;
+  idem::fuzz::ScratchDir dir{"rows"};
   std::shared_ptr<idem::Store> store;
   sqlite3* raw = nullptr;
   sqlite3_stmt* insert = nullptr;
 
   World() {
-    std::string pattern = (scratch_root() / "idem-fuzz-rows-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) fail("mkdtemp");
-    dir = pattern;
-    const std::string path = (dir / "idem.db").string();
+    const std::string path = (dir.path() / "idem.db").string();
     auto clock = std::make_shared<idem::ManualClock>();  // 2023-11-14T22:13:20Z
     auto s = idem::SqliteStore::create({.path = path, .max_connections = 1, .clock = clock});
     if (!s) fail("cannot create the store", s.error().to_string());
@@ -84,9 +71,7 @@ struct World {
   ~World() {
     sqlite3_finalize(insert);
     sqlite3_close(raw);
-    store.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
+    store.reset();  // before the directory goes
   }
   World(const World&) = delete;
   World& operator=(const World&) = delete;

@@ -34,6 +34,7 @@
 #ifdef IDEM_FUZZ_HAVE_REDIS
 #include "idem/stores/redis.h"
 #endif
+#include "scratch_dir.h"
 
 namespace {
 
@@ -42,50 +43,10 @@ namespace {
   std::abort();
 }
 
-// scratch_root() prefers a RAM file system: SQLite syncs its files, and on
-// a disk that made a run forty times slower.
-std::filesystem::path scratch_root() {
-  std::error_code ec;
-  if (std::getenv("TMPDIR") == nullptr && std::filesystem::is_directory("/dev/shm", ec) &&
-      ::access("/dev/shm", W_OK) == 0) {
-    return "/dev/shm";
-  }
-  return std::filesystem::temp_directory_path();
-}
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (scratch_root() / "idem-fuzz-url-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) {
-      std::perror("mkdtemp");
-      std::abort();
-    }
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-
-  // Empties the directory between inputs so that files do not pile up.
-  void clear() const {
-    std::error_code ignored;
-    for (const auto& entry : std::filesystem::directory_iterator(path_, ignored)) {
-      std::filesystem::remove_all(entry.path(), ignored);
-    }
-  }
-
- private:
-  std::filesystem::path path_;
-};
+using idem::fuzz::ScratchDir;
 
 ScratchDir& scratch() {
-  static ScratchDir dir;  // removed at exit
+  static ScratchDir dir("url");  // removed at exit
   // Relative sqlite:// paths land in it too.
   static const bool entered = [] {
     if (::chdir(dir.path().c_str()) != 0) {
