@@ -18,6 +18,7 @@
 //
 // SQLite files are only ever created inside a private temporary directory:
 // the fuzzed bytes may not contain '/', '\\' or '%' when they reach a path.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -47,17 +48,33 @@ using idem::fuzz::ScratchDir;
 
 ScratchDir& scratch() {
   static ScratchDir dir("url");  // removed at exit
-  // Relative sqlite:// paths land in it too.
-  static const bool entered = [] {
-    if (::chdir(dir.path().c_str()) != 0) {
-      std::perror("chdir");
-      std::abort();
-    }
-    return true;
-  }();
-  (void)entered;
   return dir;
 }
+
+// InScratch makes the scratch directory the working directory for its scope,
+// so that relative sqlite:// paths land there. Only for the open: libFuzzer
+// reads corpus and artifact paths relative to the directory it started in.
+class InScratch {
+ public:
+  InScratch() : previous_(::open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (previous_ < 0 || ::chdir(scratch().path().c_str()) != 0) {
+      std::perror("entering the scratch directory");
+      std::abort();
+    }
+  }
+  ~InScratch() {
+    if (::fchdir(previous_) != 0) {
+      std::perror("fchdir");
+      std::abort();
+    }
+    ::close(previous_);
+  }
+  InScratch(const InScratch&) = delete;
+  InScratch& operator=(const InScratch&) = delete;
+
+ private:
+  int previous_;
+};
 
 std::string confined(std::string_view text) {
   std::string out(text);
@@ -133,9 +150,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // The rest is appended to a file name in the scratch directory: it can
     // change the name and add a query (?busy_timeout_ms=..., ?fsync=...).
     case 1: open_and_check("sqlite://" + (scratch().path() / "db").string() + confined(rest), "sqlite", true); break;
-    // Relative paths resolve against the working directory, which is the
-    // scratch directory (see scratch()).
-    case 2: open_and_check("sqlite://" + confined(rest), "sqlite", true); break;
+    // Relative paths resolve against the working directory.
+    case 2: {
+      InScratch here;
+      open_and_check("sqlite://" + confined(rest), "sqlite", true);
+      break;
+    }
     default: whole_url(rest); break;
   }
   return 0;
