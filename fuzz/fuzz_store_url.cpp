@@ -6,15 +6,19 @@
 // secrets, so a typo must give a clear error, never a crash or a huge
 // allocation. The first byte picks the form, the rest is fuzzed:
 //
-//   0  memory://<rest>                      opened and pinged
+//   0  memory://<rest>                      opened and pinged (memory://name too)
 //   1  sqlite:///<scratch dir>/db<rest>     absolute path, opened and pinged
 //   2  sqlite://<rest>                      relative path (to the scratch dir)
 //   3  <rest> as a whole URL: any scheme or none. memory and sqlite go
 //      through open_store (sqlite confined as in 1 and 2); unknown schemes
-//      and no scheme must be rejected with kInvalidArgument; the network
+//      and no scheme must be rejected with kInvalidConfiguration; the network
 //      schemes (redis*, postgres*) are never opened, since a store may
 //      connect or resolve names: Redis URLs go to RedisStore::parse_url
 //      (fuzz_redis_url explores them in depth).
+//
+// Bit 2 of the first byte opens with create_if_missing = false: then no
+// SQLite file may be created, and none can be opened (the scratch directory
+// is empty between inputs). Bad URLs must be kInvalidConfiguration.
 //
 // SQLite files are only ever created inside a private temporary directory:
 // the fuzzed bytes may not contain '/', '\\' or '%' when they reach a path.
@@ -93,13 +97,24 @@ void check_rejection(const idem::Error& e, const std::string& url) {
   if (e.message().empty()) fail("rejection without a message", url);
 }
 
+// Whether open_store() may create a store that does not exist yet (bit 2 of
+// the first byte); inspection tools open with false.
+bool g_create = true;
+
 void open_and_check(const std::string& url, std::string_view expected_kind, bool sqlite) {
-  auto store = idem::open_store(url);
+  auto store = idem::open_store(url, {.create_if_missing = g_create});
   if (!store) {
     check_rejection(store.error(), url);
+    // Refusing to create must not leave anything behind.
+    if (!g_create && sqlite && !std::filesystem::is_empty(scratch().path())) {
+      fail("open_store created files although create_if_missing was false", url);
+    }
   } else {
     if ((*store)->kind() != expected_kind) fail("open_store returned a store of another kind", url);
     if (!(*store)->ping().ok()) fail("a store that opened does not answer ping()", url);
+    // Nothing exists in the scratch directory between inputs, so only a
+    // plain memory:// (always a new private store) may open without creating.
+    if (!g_create && sqlite) fail("create_if_missing = false opened a database that did not exist", url);
   }
   if (sqlite) {
     store = idem::Error(idem::ErrorCode::kInternal, "closed");  // close the database before deleting its files
@@ -112,8 +127,9 @@ void whole_url(std::string_view text) {
   if (sep == std::string_view::npos) {
     auto store = idem::open_store(text);
     if (store) fail("a URL without a scheme was accepted", std::string(text));
-    if (store.error().code() != idem::ErrorCode::kInvalidArgument)
-      fail("no scheme: not kInvalidArgument", std::string(text));
+    if (store.error().code() != idem::ErrorCode::kInvalidConfiguration) {
+      fail("no scheme: not kInvalidConfiguration", std::string(text));
+    }
     check_rejection(store.error(), std::string(text));
     return;
   }
@@ -134,8 +150,8 @@ void whole_url(std::string_view text) {
   }
   auto store = idem::open_store(text);
   if (store) fail("an unknown scheme was accepted", std::string(text));
-  if (store.error().code() != idem::ErrorCode::kInvalidArgument) {
-    fail("an unknown scheme: not kInvalidArgument", std::string(text));
+  if (store.error().code() != idem::ErrorCode::kInvalidConfiguration) {
+    fail("an unknown scheme: not kInvalidConfiguration", std::string(text));
   }
   check_rejection(store.error(), std::string(text));
 }
@@ -145,6 +161,7 @@ void whole_url(std::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+  g_create = (data[0] & 4U) == 0;
   switch (data[0] % 4) {
     case 0: open_and_check("memory://" + std::string(rest), "memory", false); break;
     // The rest is appended to a file name in the scratch directory: it can

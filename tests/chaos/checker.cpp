@@ -478,9 +478,14 @@ class Checker {
         if (c.key == key && c.token == prev.token) return "crashed:" + c.status;
       }
     }
-    // What stopped the worker must have happened between its effect and the
-    // takeover: a kill long after the takeover explains nothing.
-    const Interval span{prev.begin_us, std::max(until, prev.begin_us + 1)};
+    // What stopped the worker must have happened between its claim and the
+    // takeover: a kill long after the takeover explains nothing. (A worker
+    // frozen right after its claim returned starts its effect late.)
+    std::int64_t from = prev.begin_us;
+    for (const Step& s : k.steps) {
+      if (s.acquired() && s.token == prev.token) from = std::min(from, s.inv_us);
+    }
+    const Interval span{from, std::max(until, from + 1)};
     auto within = [&](std::int64_t t) { return t >= span.from && t <= span.to; };
     if (auto it = kills_.find(prev.pid); it != kills_.end() && within(it->second)) return "killed";
     // Another thread of the same process crashed on purpose: this one died too.
