@@ -7,6 +7,9 @@
 
 #include "common.h"
 #include "idem/core/error.h"
+#ifdef IDEM_HAVE_HTTP
+#include "webhook_demo.h"
+#endif
 
 int main(int argc, char** argv) {
   using namespace idem::cli;
@@ -23,6 +26,9 @@ int main(int argc, char** argv) {
   add_stats_command(app, action);
   add_bench_command(app, action);
   add_demo_command(app, action);
+#ifdef IDEM_HAVE_HTTP
+  add_webhook_demo_command(app, action);
+#endif
 
   try {
     app.parse(argc, argv);

@@ -35,6 +35,7 @@ packages=(
   prometheus  # the ops kit: promtool checks the alert rules, a real Prometheus scrapes idem
   doxygen     # the API reference (target idem_docs)
   openssl ca-certificates
+  curl  # the HTTP middleware's smoke test drives idem webhook-demo with a real curl
 )
 # Extra packages, space-separated (for a tool of your own).
 read -r -a extra <<<"${IDEM_EXTRA_PACKAGES:-}"
