@@ -7,6 +7,9 @@
 
 #include "common.h"
 #include "idem/core/error.h"
+#ifdef IDEM_CLI_WITH_NATS
+#include "nats_commands.h"
+#endif
 #ifdef IDEM_HAVE_HTTP
 #include "webhook_demo.h"
 #endif
@@ -26,6 +29,10 @@ int main(int argc, char** argv) {
   add_stats_command(app, action);
   add_bench_command(app, action);
   add_demo_command(app, action);
+#ifdef IDEM_CLI_WITH_NATS
+  add_nats_worker_command(app, action);
+  add_nats_publish_command(app, action);
+#endif
 #ifdef IDEM_HAVE_HTTP
   add_webhook_demo_command(app, action);
 #endif

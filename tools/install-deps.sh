@@ -25,6 +25,7 @@ packages=(
   g++ cmake ninja-build pkg-config make
   clang libclang-rt-14-dev clang-format  # fuzzing (libFuzzer) and the lint stage
   util-linux procps                      # setarch (TSan on high-entropy ASLR kernels), pgrep
+  spin                                   # model checking docs/model/idem.pml (tools/check-model.sh)
   # libraries
   libsqlite3-dev libhiredis-dev libssl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev libcpp-httplib-dev
