@@ -599,6 +599,7 @@ void IoLoop::on_readable(Conn& c) {
 
 void IoLoop::finish(InFlight& f) {
   ++ops_;
+  f.op->answered = true;  // the Op's Sync came back
   if (f.error) {
     deliver(*f.op, std::move(*f.error));
   } else {

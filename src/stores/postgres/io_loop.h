@@ -60,6 +60,10 @@ struct Op {
   std::chrono::milliseconds timeout{0};   // queueing + round trip; 0: none
   const char* what = "a store call";      // for error messages
   SteadyClock::time_point deadline{};     // set by submit()
+  // Set before `done` runs when the server answered the Op (an SQL error
+  // included), as opposed to no answer at all (refused, broken, timed out):
+  // what the circuit breaker counts.
+  bool answered = false;
 };
 
 struct LoopConfig {

@@ -24,6 +24,7 @@
 #include <unordered_map>
 
 #include "idem/stores/postgres.h"
+#include "stores/postgres/circuit_breaker.h"
 #include "stores/postgres/codec.h"
 #include "stores/postgres/connection.h"
 #include "stores/postgres/io_loop.h"
@@ -109,6 +110,7 @@ struct Core {
   std::string target;
   std::shared_ptr<IoLoop> loop;
   std::shared_ptr<pg::TxPool> tx_pool;
+  std::shared_ptr<pg::CircuitBreaker> breaker;  // shared with tx_pool
   std::atomic<bool> sweeping{false};
 
   // Duplicates waiting in wait_settled(), by key; notifications bump `gen`.
@@ -155,7 +157,19 @@ class DirectScope {
   bool previous_;
 };
 
+// execute() runs an Op unless the circuit breaker is open, and tells the
+// breaker whether the server answered it.
 void execute(const std::shared_ptr<Core>& core, std::unique_ptr<Op> op) {
+  if (!core->breaker->allow()) {
+    deliver(op->done, OpResults(pg::circuit_open_error(*core->breaker, core->target)));
+    return;
+  }
+  // The Op outlives its completion's call, so the completion may read it.
+  const Op* raw = op.get();
+  op->done = [breaker = core->breaker, raw, inner = std::move(op->done)](OpResults r) mutable {
+    breaker->record(raw->answered);
+    inner(std::move(r));
+  };
   if (t_direct && core->loop->run_direct(op)) return;
   core->loop->submit(std::move(op));
 }
@@ -343,6 +357,7 @@ class PostgresStoreImpl final : public Store {
 
   std::string_view kind() const noexcept override { return "postgresql"; }
   bool async_is_native() const noexcept override { return true; }
+  CircuitState circuit_state() const noexcept override { return core_->breaker->state(); }
   const std::shared_ptr<Core>& core() const noexcept { return core_; }
 
   // --- Asynchronous forms: the real implementations. ------------------------
@@ -841,7 +856,9 @@ Result<std::shared_ptr<Store>> PostgresStore::create(PostgresStoreOptions option
   auto core = std::make_shared<Core>();
   core->options = options;
   core->target = target;
-  core->tx_pool = std::make_shared<pg::TxPool>(options, target, sql::render(sql::kCompleteSql, options.schema));
+  core->breaker = std::make_shared<pg::CircuitBreaker>(options.circuit_breaker, options.on_circuit_change);
+  core->tx_pool =
+      std::make_shared<pg::TxPool>(options, target, sql::render(sql::kCompleteSql, options.schema), core->breaker);
   core->tx_pool->adopt(std::move(conn));
 
   pg::LoopConfig cfg;
@@ -881,7 +898,8 @@ std::optional<PostgresClientStats> PostgresStore::client_stats(const Store& stor
   const auto* impl = dynamic_cast<const PostgresStoreImpl*>(&store);
   if (impl == nullptr) return std::nullopt;
   const pg::LoopStats s = impl->core()->loop->stats();
-  return PostgresClientStats{s.ops, s.round_trips, s.connects, s.broken};
+  return PostgresClientStats{
+      s.ops, s.round_trips, s.connects, s.broken, impl->core()->breaker->rejected(), impl->core()->breaker->state()};
 }
 
 namespace pg {
