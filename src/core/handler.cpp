@@ -102,5 +102,65 @@ std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handl
   };
 }
 
+AsyncIdempotentHandler make_async_idempotent_handler(IdempotentEventProcessor::AsyncHandler handler,
+                                                     HandlerOptions options) {
+  struct Shared {
+    IdempotentEventProcessor::AsyncHandler handler;
+    HandlerOptions options;
+    std::once_flag once;
+    std::unique_ptr<IdempotentEventProcessor> processor;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->handler = std::move(handler);
+  shared->options = std::move(options);
+  return [shared](const Envelope& envelope, AsyncResultCallback done) {
+    try {
+      std::call_once(shared->once, [&] {
+        auto checker = shared->options.checker ? shared->options.checker : get_idempotency_checker();
+        shared->processor = std::make_unique<IdempotentEventProcessor>(std::move(checker), shared->options.processor);
+      });
+    } catch (...) {
+      // No checker (a bad IDEM_STORE_URL, an invalid option): reported
+      // like any other error, through the callback.
+      AsyncHandlerResult result;
+      result.error = std::current_exception();
+      if (done) done(std::move(result));
+      return;
+    }
+    shared->processor->process_async(
+        envelope, shared->handler, [shared, done = std::move(done)](IdempotentEventProcessor::AsyncOutcome outcome) {
+          AsyncHandlerResult result;
+          result.key = outcome.key;
+          try {
+            switch (outcome.status) {
+              case ClaimStatus::kAcquired:
+                if (outcome.exception) std::rethrow_exception(outcome.exception);
+                result.disposition = outcome.unprotected ? Disposition::kUnprotected : Disposition::kExecuted;
+                result.result = std::move(outcome.result);
+                break;
+              case ClaimStatus::kCompleted: {
+                ProcessResult replay{Disposition::kReplayed, std::move(outcome.result), outcome.key};
+                apply_duplicate_options(replay, shared->options);
+                result.disposition = Disposition::kReplayed;
+                result.result = std::move(replay.result);
+                break;
+              }
+              case ClaimStatus::kFailed:
+                throw TerminalError(outcome.error.value_or("failed terminally (no message stored)"));
+              case ClaimStatus::kInProgress:
+                throw EventInProgressError(outcome.key, std::move(outcome.record), std::chrono::milliseconds(0));
+              case ClaimStatus::kMismatch:
+                if (outcome.exception) std::rethrow_exception(outcome.exception);
+                throw KeyMismatchError(Error(ErrorCode::kMismatch, outcome.error.value_or("key reused")));
+            }
+          } catch (...) {
+            result.error = std::current_exception();
+            result.result.reset();
+          }
+          if (done) done(std::move(result));
+        });
+  };
+}
+
 }  // namespace detail
 }  // namespace idem

@@ -741,6 +741,7 @@ struct GuardAccess {
       case Verdict::kAbandon:
         if (st->wrote) s.report(HandlerOutcome::kAbandoned);
         outcome.error = std::string(kAbandonedError);
+        outcome.exception = std::make_exception_ptr(std::runtime_error(outcome.error.value()));
         break;
     }
     deliver(st, std::move(outcome));

@@ -13,6 +13,7 @@ idem_add_test(NAME patterns_unit_test
   SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/checker_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/processor_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/processor_async_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/handler_test.cpp
   LABELS unit
   DEPS idem::idem)

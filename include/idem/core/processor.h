@@ -261,16 +261,18 @@ class IdempotentEventProcessor {
   // The outcome reported to an async caller.
   struct AsyncOutcome {
     // kAcquired: the handler ran now (or, with `unprotected`, without a
-    // claim). Otherwise the duplicate's status: kCompleted (result is the
-    // cached result), kFailed (error is the stored terminal error),
-    // kInProgress (never ack it: redeliver later). A key reused with another
-    // payload is an exception (KeyMismatchError), not a status.
+    // claim), or the claim itself failed (then `exception` is set and `key`
+    // is empty). Otherwise the duplicate's status: kCompleted (result is
+    // the cached result), kFailed (error is the stored terminal error),
+    // kInProgress (never ack it: redeliver later), kMismatch (the key was
+    // used with another payload; exception is a KeyMismatchError).
     ClaimStatus status = ClaimStatus::kAcquired;
     std::optional<std::string> result{};  // fresh or cached
     std::optional<std::string> error{};   // handler or stored error
-    // Set when the handler failed (its own exception), the verdict could not
-    // be stored (LeaseLostError, ResultTooLargeError, StoreUnavailableError),
-    // the claim failed, or the key was reused (KeyMismatchError).
+    // Set when the handler failed (its own exception; a std::runtime_error
+    // when it dropped its Completion), the verdict could not be stored
+    // (LeaseLostError, ResultTooLargeError, StoreUnavailableError), the
+    // claim failed, or the key was reused (KeyMismatchError).
     std::exception_ptr exception{};
     std::string key{};                          // the store key, once known
     std::optional<IdempotencyRecord> record{};  // the record found, for duplicates

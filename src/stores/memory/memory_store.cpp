@@ -461,12 +461,7 @@ class MemoryStoreImpl final : public Store {
         if (slot.node == nullptr || slot.expired(now)) continue;
         const Node* node = slot.node;
         const Entry& e = node->e;
-        bytes += sizeof(Node) + node->key_size() + heap_bytes(e.event_id) + heap_bytes(e.event_type) +
-                 heap_bytes(e.fingerprint) + (e.result ? heap_bytes(*e.result) : 0);
-        if (e.cold) {
-          bytes += sizeof(Cold) + (e.cold->error ? heap_bytes(*e.cold->error) : 0) +
-                   (e.cold->checkpoint ? e.cold->checkpoint->name.size() + e.cold->checkpoint->data.size() : 0);
-        }
+        bytes += node_bytes(*node);
         switch (e.status) {
           case ProcessingStatus::kProcessing:
             ++s.processing;
@@ -505,6 +500,18 @@ class MemoryStoreImpl final : public Store {
   }
 
   Status ping() override { return ok_status(); }
+
+  Result<std::optional<std::uint64_t>> approximate_record_bytes(std::string_view key) override {
+    const Timestamp now = clock_->now();
+    const std::size_t hash = hash_key(key);
+    Shard& shard = shards_[shard_index(hash)];
+    std::lock_guard lock(shard.mutex);
+    const Slot* slot = shard.table.find(key, hash);
+    if (slot == nullptr || slot->expired(now)) return std::optional<std::uint64_t>();
+    // The node, plus this record's share of its shard's slot array.
+    const std::size_t records = std::max<std::size_t>(shard.table.size(), 1);
+    return std::optional<std::uint64_t>(node_bytes(*slot->node) + shard.table.capacity() * sizeof(Slot) / records);
+  }
 
   Result<std::optional<IdempotencyRecord>> wait_settled(std::string_view key, milliseconds timeout) override {
     using Steady = std::chrono::steady_clock;
@@ -547,6 +554,18 @@ class MemoryStoreImpl final : public Store {
  private:
   static std::size_t heap_bytes(const std::string& s) noexcept {
     return s.capacity() > 15 ? s.capacity() + 1 : 0;  // beyond the small-string buffer
+  }
+
+  // What one record's node holds on the heap (without its table slot).
+  static std::uint64_t node_bytes(const Node& node) noexcept {
+    const Entry& e = node.e;
+    std::uint64_t bytes = sizeof(Node) + node.key_size() + heap_bytes(e.event_id) + heap_bytes(e.event_type) +
+                          heap_bytes(e.fingerprint) + (e.result ? heap_bytes(*e.result) : 0);
+    if (e.cold) {
+      bytes += sizeof(Cold) + (e.cold->error ? heap_bytes(*e.cold->error) : 0) +
+               (e.cold->checkpoint ? e.cold->checkpoint->name.size() + e.cold->checkpoint->data.size() : 0);
+    }
+    return bytes;
   }
 
   std::size_t shard_index(std::size_t hash) const noexcept {
