@@ -27,15 +27,25 @@ namespace idem::test {
 class AsyncNativeStore final : public Store {
  public:
   explicit AsyncNativeStore(std::shared_ptr<Store> inner = MemoryStore::create())
-      : inner_(std::move(inner)), io_([this] { run(); }) {}
+      : inner_(std::move(inner)), queue_(std::make_shared<Queue>()) {
+    io_ = std::thread([queue = queue_] { run(*queue); });
+    io_id_ = io_.get_id();
+  }
+  // The last reference may go inside one of the store's own callbacks (a
+  // guard's state released on the I/O thread): then the thread is detached
+  // and finishes on its own, holding the queue.
   ~AsyncNativeStore() override {
     {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-      paused_ = false;
+      std::lock_guard lock(queue_->mutex);
+      queue_->stopping = true;
+      queue_->paused = false;
     }
-    wake_.notify_all();
-    io_.join();
+    queue_->wake.notify_all();
+    if (io_.get_id() == std::this_thread::get_id()) {
+      io_.detach();
+    } else {
+      io_.join();
+    }
   }
   AsyncNativeStore(const AsyncNativeStore&) = delete;
   AsyncNativeStore& operator=(const AsyncNativeStore&) = delete;
@@ -43,30 +53,30 @@ class AsyncNativeStore final : public Store {
   // --- Test controls ---------------------------------------------------------
   // Held answers stay queued until resume().
   void pause() {
-    std::lock_guard lock(mutex_);
-    paused_ = true;
+    std::lock_guard lock(queue_->mutex);
+    queue_->paused = true;
   }
   void resume() {
     {
-      std::lock_guard lock(mutex_);
-      paused_ = false;
+      std::lock_guard lock(queue_->mutex);
+      queue_->paused = false;
     }
-    wake_.notify_all();
+    queue_->wake.notify_all();
   }
   std::size_t queued() {
-    std::lock_guard lock(mutex_);
-    return queue_.size();
+    std::lock_guard lock(queue_->mutex);
+    return queue_->tasks.size();
   }
   // The next `n` complete_async calls answer kUnavailable without writing.
-  void fail_next_completes(int n) { failing_completes_.store(n); }
+  void fail_next_completes(int n) { queue_->failing_completes.store(n); }
   // The next `n` complete_async calls write, then answer kUnavailable (the
   // reply is "lost" on the way back).
-  void lose_next_complete_replies(int n) { lost_complete_replies_.store(n); }
-  std::thread::id io_thread() const { return io_.get_id(); }
+  void lose_next_complete_replies(int n) { queue_->lost_complete_replies.store(n); }
+  std::thread::id io_thread() const { return io_id_; }
   // How many times each operation was called, by name ("extend_async", "extend", ...).
   int calls(const std::string& op) {
-    std::lock_guard lock(mutex_);
-    return calls_[op];
+    std::lock_guard lock(queue_->mutex);
+    return queue_->calls[op];
   }
   Store& inner() { return *inner_; }
 
@@ -102,21 +112,21 @@ class AsyncNativeStore final : public Store {
 
   void claim_async(const ClaimRequest& r, ResultCallback<ClaimOutcome> done) override {
     Owned o(r);
-    post("claim_async", [this, o, done = std::move(done)] { done(inner_->claim(o.request)); });
+    post("claim_async", [inner = inner_, o, done = std::move(done)] { done(inner->claim(o.request)); });
   }
   void complete_async(const CompleteRequest& r, StatusCallback done) override {
     auto key = std::string(r.key);
     auto result = std::string(r.result);
     CompleteRequest copy = r;
-    post("complete_async", [this, key, result, copy, done = std::move(done)]() mutable {
+    post("complete_async", [inner = inner_, q = queue_, key, result, copy, done = std::move(done)]() mutable {
       copy.key = key;
       copy.result = result;
-      if (take(failing_completes_)) {
+      if (take(q->failing_completes)) {
         done(Error(ErrorCode::kUnavailable, "test: injected outage"));
         return;
       }
-      Status status = inner_->complete(copy);
-      if (status && take(lost_complete_replies_)) {
+      Status status = inner->complete(copy);
+      if (status && take(q->lost_complete_replies)) {
         done(Error(ErrorCode::kTimeout, "test: the reply was lost"));
         return;
       }
@@ -127,25 +137,27 @@ class AsyncNativeStore final : public Store {
     auto key = std::string(r.key);
     auto error = std::string(r.error);
     FailRequest copy = r;
-    post("fail_async", [this, key, error, copy, done = std::move(done)]() mutable {
+    post("fail_async", [inner = inner_, key, error, copy, done = std::move(done)]() mutable {
       copy.key = key;
       copy.error = error;
-      done(inner_->fail(copy));
+      done(inner->fail(copy));
     });
   }
   void extend_async(std::string_view key, Token token, std::chrono::milliseconds lease, StatusCallback done) override {
-    post("extend_async",
-         [this, k = std::string(key), token, lease, done = std::move(done)] { done(inner_->extend(k, token, lease)); });
+    post("extend_async", [inner = inner_, k = std::string(key), token, lease, done = std::move(done)] {
+      done(inner->extend(k, token, lease));
+    });
   }
   void checkpoint_async(std::string_view key, Token token, const Checkpoint& cp, StatusCallback done) override {
-    post("checkpoint_async",
-         [this, k = std::string(key), token, cp, done = std::move(done)] { done(inner_->checkpoint(k, token, cp)); });
+    post("checkpoint_async", [inner = inner_, k = std::string(key), token, cp, done = std::move(done)] {
+      done(inner->checkpoint(k, token, cp));
+    });
   }
   void get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done) override {
-    post("get_async", [this, k = std::string(key), done = std::move(done)] { done(inner_->get(k)); });
+    post("get_async", [inner = inner_, k = std::string(key), done = std::move(done)] { done(inner->get(k)); });
   }
   void remove_async(std::string_view key, ResultCallback<bool> done) override {
-    post("remove_async", [this, k = std::string(key), done = std::move(done)] { done(inner_->remove(k)); });
+    post("remove_async", [inner = inner_, k = std::string(key), done = std::move(done)] { done(inner->remove(k)); });
   }
 
  private:
@@ -170,53 +182,61 @@ class AsyncNativeStore final : public Store {
     return n > 0;
   }
 
+  struct Queue {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<std::function<void()>> tasks;
+    std::map<std::string, int> calls;
+    bool paused = false;
+    bool stopping = false;
+    std::atomic<int> failing_completes{0};
+    std::atomic<int> lost_complete_replies{0};
+  };
+
   template <typename F>
   auto sync(const char* op, F&& f) -> decltype(f()) {
     {
-      std::lock_guard lock(mutex_);
-      ++calls_[op];
+      std::lock_guard lock(queue_->mutex);
+      ++queue_->calls[op];
     }
-    if (std::this_thread::get_id() == io_.get_id()) {
+    if (std::this_thread::get_id() == io_id_) {
       return Error(ErrorCode::kInternal, std::string("test store: synchronous ") + op + " on the I/O thread");
     }
     return f();
   }
 
+  // Tasks hold the inner store and the queue, never `this`: they may run
+  // after this object is gone (see the destructor).
   void post(const char* op, std::function<void()> task) {
     {
-      std::lock_guard lock(mutex_);
-      ++calls_[op];
-      queue_.push_back(std::move(task));
+      std::lock_guard lock(queue_->mutex);
+      ++queue_->calls[op];
+      queue_->tasks.push_back(std::move(task));
     }
-    wake_.notify_one();
+    queue_->wake.notify_one();
   }
 
-  void run() {
-    std::unique_lock lock(mutex_);
+  static void run(Queue& q) {
+    std::unique_lock lock(q.mutex);
     for (;;) {
-      wake_.wait(lock, [&] { return stopping_ || (!paused_ && !queue_.empty()); });
-      if (queue_.empty()) return;  // stopping, and everything answered
-      auto task = std::move(queue_.front());
-      queue_.pop_front();
+      q.wake.wait(lock, [&] { return q.stopping || (!q.paused && !q.tasks.empty()); });
+      if (q.tasks.empty()) return;  // stopping, and everything answered
+      auto task = std::move(q.tasks.front());
+      q.tasks.pop_front();
       lock.unlock();
       try {
         task();
       } catch (...) {  // NOLINT(bugprone-empty-catch): the store contract drops callback exceptions
       }
+      task = nullptr;  // may release the last reference to this store: see the destructor
       lock.lock();
     }
   }
 
   std::shared_ptr<Store> inner_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::function<void()>> queue_;
-  std::map<std::string, int> calls_;
-  bool paused_ = false;
-  bool stopping_ = false;
-  std::atomic<int> failing_completes_{0};
-  std::atomic<int> lost_complete_replies_{0};
-  std::thread io_;  // last: starts after everything it uses
+  std::shared_ptr<Queue> queue_;
+  std::thread io_;
+  std::thread::id io_id_;
 };
 
 }  // namespace idem::test

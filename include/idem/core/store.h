@@ -43,6 +43,10 @@
 //    handler itself) to an executor of your own.
 //  * An exception thrown by `done` is caught and dropped by the store; do not
 //    rely on it propagating anywhere.
+//  * `done` may release the last reference to the store itself (the guard's
+//    state, which holds the checker and so the store, is often freed right
+//    after its last callback). A native store must then finish cleanly: its
+//    destructor, running on its own I/O thread, must not join that thread.
 #pragma once
 
 #include <chrono>
