@@ -8,6 +8,7 @@
 //   BM_GuardMemoryNewEvent/validate:V  process() + mark_completed(), one
 //                                      thread, payload check on (1) or off (0)
 //   BM_StoreMemoryNewEvent             claim + complete on the store itself
+//   BM_PayloadFingerprint, BM_Sha256Hex  the payload check's share
 //   BM_GuardMemoryDuplicate            process() of a COMPLETED key
 //   BM_GuardSqliteNewEvent             the guard on a SQLite file
 //   BM_RawSqliteNewEvent               the same SQL, raw, same fingerprint
@@ -141,6 +142,29 @@ void BM_GuardMemoryDuplicate(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_GuardMemoryDuplicate)->UseRealTime();
+
+// What the payload check costs per claim: the fingerprint of a canonical
+// payload (the fast path), of the same payload written by hand with spaces
+// and another key order (parsed and dumped first), and SHA-256 alone.
+void BM_PayloadFingerprint(benchmark::State& state) {
+  idem::Envelope envelope = make_envelope();
+  if (state.range(0) == 1) {
+    envelope.payload =
+        R"({ "note": "about a hundred bytes", "n": 12345, "customer": "cus_0123456789", "currency": "EUR", )"
+        R"("amount": 1999 })";
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(envelope.payload_fingerprint());
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel(state.range(0) == 1 ? "hand-written" : "canonical");
+}
+BENCHMARK(BM_PayloadFingerprint)->ArgName("hand_written")->Arg(0)->Arg(1);
+
+void BM_Sha256Hex(benchmark::State& state) {
+  const std::string payload(kPayload);
+  for (auto _ : state) benchmark::DoNotOptimize(idem::sha256_hex(payload));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Sha256Hex);
 
 // ---------------------------------------------------------------------------
 // SQLite, next to raw libsqlite3 in the same run

@@ -131,8 +131,11 @@ void IdempotencyChecker::claim_async(const Envelope& envelope, const KeyOptions&
   }
 
   // What the completion needs outlives this call; the identity strings are
-  // copied only when someone observes them.
+  // copied only when someone observes them. The callback captures this one
+  // pointer, which std::function keeps without allocating.
   struct Pending {
+    const IdempotencyChecker* checker;
+    ResultCallback<Claim> done;
     std::string key;
     std::string scope;
     EventIdentity event;
@@ -140,6 +143,8 @@ void IdempotencyChecker::claim_async(const Envelope& envelope, const KeyOptions&
     SteadyClock::time_point start;
   };
   auto pending = std::make_shared<Pending>();
+  pending->checker = this;
+  pending->done = std::move(done);
   pending->key = std::move(*key);
   request.key = pending->key;
   if (options_.observer) {
@@ -148,16 +153,19 @@ void IdempotencyChecker::claim_async(const Envelope& envelope, const KeyOptions&
     pending->span = options_.observer->start_span(trace::kSpanClaim);
   }
   pending->start = call_start();
-  store_->claim_async(request, [this, pending, done = std::move(done)](Result<ClaimOutcome> outcome) {
-    observe_call(StoreOp::kClaim, pending->start, outcome ? nullptr : &outcome.error());
-    observe_claim(pending->scope, pending->key, pending->event.event_id, pending->event.event_type, outcome,
-                  pending->span.get());
-    pending->span.reset();
+  store_->claim_async(request, [pending](Result<ClaimOutcome> outcome) {
+    const IdempotencyChecker& checker = *pending->checker;
+    if (checker.options_.observer) {
+      checker.observe_call(StoreOp::kClaim, pending->start, outcome ? nullptr : &outcome.error());
+      checker.observe_claim(pending->scope, pending->key, pending->event.event_id, pending->event.event_type, outcome,
+                            pending->span.get());
+      pending->span.reset();
+    }
     if (!outcome) {
-      done(std::move(outcome).error());
+      pending->done(std::move(outcome).error());
       return;
     }
-    done(Claim{std::move(pending->key), std::move(*outcome)});
+    pending->done(Claim{std::move(pending->key), std::move(*outcome)});
   });
 }
 
@@ -326,9 +334,11 @@ Result<std::optional<IdempotencyRecord>> IdempotencyChecker::get(std::string_vie
 }
 
 namespace {
-// Wraps a completion so that the store call is observed before `done` runs.
+// Wraps a completion so that the store call is observed before `done` runs
+// (and leaves it as it is when nobody observes).
 template <typename Value, typename Observe>
-std::function<void(Value)> observed(Observe observe, std::function<void(Value)> done) {
+std::function<void(Value)> observed(bool observing, Observe observe, std::function<void(Value)> done) {
+  if (!observing) return done;
   return [observe = std::move(observe), done = std::move(done)](Value value) {
     observe(value);
     done(std::move(value));
@@ -354,8 +364,9 @@ void IdempotencyChecker::complete_async(std::string_view key, Token token, std::
   const auto start = call_start();
   store_->complete_async(
       {.key = key, .token = token, .result = result, .ttl = options_.ttl},
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kComplete, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kComplete, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::fail_async(std::string_view key, Token token, std::string_view error, bool retryable,
@@ -363,16 +374,18 @@ void IdempotencyChecker::fail_async(std::string_view key, Token token, std::stri
   const auto start = call_start();
   store_->fail_async(
       {.key = key, .token = token, .error = capped_error(error), .retryable = retryable, .ttl = options_.ttl},
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kFail, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kFail, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::extend_async(std::string_view key, Token token, StatusCallback done) const {
   const auto start = call_start();
   store_->extend_async(
       key, token, options_.lease,
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kExtend, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kExtend, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::checkpoint_async(std::string_view key, Token token, const Checkpoint& checkpoint,
@@ -384,16 +397,18 @@ void IdempotencyChecker::checkpoint_async(std::string_view key, Token token, con
   const auto start = call_start();
   store_->checkpoint_async(
       key, token, checkpoint,
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kCheckpoint, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kCheckpoint, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done) const {
   using Value = Result<std::optional<IdempotencyRecord>>;
   const auto start = call_start();
-  store_->get_async(key,
-                    observed<Value>([this, start](const Value& v) { observe_call(StoreOp::kGet, start, error_of(v)); },
-                                    std::move(done)));
+  store_->get_async(
+      key, observed<Value>(
+               options_.observer != nullptr,
+               [this, start](const Value& v) { observe_call(StoreOp::kGet, start, error_of(v)); }, std::move(done)));
 }
 
 Result<std::optional<IdempotencyRecord>> IdempotencyChecker::wait_for_completion(

@@ -28,6 +28,7 @@
 // - Named stores (memory://name) live in a process-wide registry of weak
 //   pointers: the same store for every opener while anyone holds it.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -59,10 +60,38 @@ struct Cold {
   std::optional<Checkpoint> checkpoint;
 };
 
+// InlineFingerprint keeps a payload fingerprint inside the record: the
+// checker's are 32 hex characters, one heap allocation per record less than
+// a std::string (whose small buffer holds 15). Longer ones (from other
+// callers of the store API) go to the heap.
+class InlineFingerprint {
+ public:
+  void assign(std::string_view text) {
+    if (text.size() <= kInline) {
+      if (!text.empty()) std::memcpy(inline_.data(), text.data(), text.size());
+      size_ = static_cast<std::uint8_t>(text.size());
+      heap_.reset();
+    } else {
+      heap_ = std::make_unique<std::string>(text);
+      size_ = 0;
+    }
+  }
+  std::string_view view() const noexcept {
+    return heap_ ? std::string_view(*heap_) : std::string_view(inline_.data(), size_);
+  }
+  std::size_t heap_bytes() const noexcept { return heap_ ? sizeof(std::string) + heap_->capacity() + 1 : 0; }
+
+ private:
+  static constexpr std::size_t kInline = 32;
+  std::array<char, kInline> inline_{};
+  std::uint8_t size_ = 0;
+  std::unique_ptr<std::string> heap_;
+};
+
 struct Entry {
   std::string event_id;
   std::string event_type;
-  std::string fingerprint;
+  InlineFingerprint fingerprint;
   std::optional<std::string> result;
   std::unique_ptr<Cold> cold;
   Timestamp first_seen_at{};
@@ -235,7 +264,7 @@ IdempotencyRecord to_record(const Slot& slot) {
   r.attempt = e.attempt;
   r.token = e.token;
   r.lease_expires_at = e.lease_expires_at;
-  r.fingerprint = e.fingerprint;
+  r.fingerprint = std::string(e.fingerprint.view());
   r.expires_at = slot.expires_at;
   return r;
 }
@@ -560,7 +589,7 @@ class MemoryStoreImpl final : public Store {
   static std::uint64_t node_bytes(const Node& node) noexcept {
     const Entry& e = node.e;
     std::uint64_t bytes = sizeof(Node) + node.key_size() + heap_bytes(e.event_id) + heap_bytes(e.event_type) +
-                          heap_bytes(e.fingerprint) + (e.result ? heap_bytes(*e.result) : 0);
+                          e.fingerprint.heap_bytes() + (e.result ? heap_bytes(*e.result) : 0);
     if (e.cold) {
       bytes += sizeof(Cold) + (e.cold->error ? heap_bytes(*e.cold->error) : 0) +
                (e.cold->checkpoint ? e.cold->checkpoint->name.size() + e.cold->checkpoint->data.size() : 0);
@@ -595,7 +624,7 @@ class MemoryStoreImpl final : public Store {
   ClaimOutcome claim_existing(Shard& shard, std::size_t index, Slot& slot, const ClaimRequest& req, Timestamp now) {
     Entry& e = slot.node->e;
     ClaimOutcome out;
-    if (fingerprint_mismatch(e.fingerprint, req.fingerprint)) {
+    if (fingerprint_mismatch(e.fingerprint.view(), req.fingerprint)) {
       out.status = ClaimStatus::kMismatch;
     } else if (e.status == ProcessingStatus::kCompleted) {
       out.status = ClaimStatus::kCompleted;
