@@ -25,6 +25,7 @@ packages=(
   g++ cmake ninja-build pkg-config make
   clang libclang-rt-14-dev clang-format  # fuzzing (libFuzzer) and the lint stage
   util-linux procps                      # setarch (TSan on high-entropy ASLR kernels), pgrep
+  spin                                   # model checking docs/model/idem.pml (tools/check-model.sh)
   # libraries
   libsqlite3-dev libhiredis-dev libssl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev libcpp-httplib-dev
@@ -34,6 +35,7 @@ packages=(
   prometheus  # the ops kit: promtool checks the alert rules, a real Prometheus scrapes idem
   doxygen     # the API reference (target idem_docs)
   openssl ca-certificates
+  curl  # the HTTP middleware's smoke test drives idem webhook-demo with a real curl
 )
 # Extra packages, space-separated (for a tool of your own).
 read -r -a extra <<<"${IDEM_EXTRA_PACKAGES:-}"
