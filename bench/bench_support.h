@@ -206,4 +206,18 @@ struct RawDb {
   sqlite3_stmt* commit = nullptr;
 };
 
+// The limit of a new event: claim + complete of fresh keys, raw.
+inline void run_raw_new_events(benchmark::State& state, RawDb& raw, KeyMaker& keys) {
+  for (auto _ : state) {
+    const std::string_view key = keys.next();
+    const std::int64_t token = raw.run_claim(key);
+    if (token < 0) {
+      state.SkipWithError("not acquired");
+      break;
+    }
+    raw.run_complete(key, token);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 }  // namespace idem_bench

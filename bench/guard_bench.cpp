@@ -183,16 +183,7 @@ void BM_RawSqliteNewEvent(benchmark::State& state) {
   RawDb raw(db.path);
   raw.fingerprint = "0123456789abcdef0123456789abcdef";  // the guard's length
   KeyMaker keys(++g_run, 0);
-  for (auto _ : state) {
-    const std::string_view key = keys.next();
-    const std::int64_t token = raw.run_claim(key);
-    if (token < 0) {
-      state.SkipWithError("not acquired");
-      break;
-    }
-    raw.run_complete(key, token);
-  }
-  state.SetItemsProcessed(state.iterations());
+  idem_bench::run_raw_new_events(state, raw, keys);
 }
 BENCHMARK(BM_RawSqliteNewEvent)->UseRealTime();
 

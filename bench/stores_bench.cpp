@@ -273,16 +273,7 @@ void raw_teardown(const benchmark::State&) {
 void BM_RawSqliteNewEvent(benchmark::State& state) {
   RawDb& raw = *g_raw;
   KeyMaker keys(g_run.load(), 0);
-  for (auto _ : state) {
-    const std::string_view key = keys.next();
-    const std::int64_t token = raw.run_claim(key);
-    if (token < 0) {
-      state.SkipWithError("not acquired");
-      break;
-    }
-    raw.run_complete(key, token);
-  }
-  state.SetItemsProcessed(state.iterations());
+  idem_bench::run_raw_new_events(state, raw, keys);
 }
 BENCHMARK(BM_RawSqliteNewEvent)->Setup(raw_setup)->Teardown(raw_teardown)->UseRealTime();
 

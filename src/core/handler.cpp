@@ -78,25 +78,32 @@ ProcessResult process_with_idempotency(const Envelope& envelope, const StringHan
 
 namespace detail {
 
+namespace {
+// What a wrapper keeps: the user's handler, the options, and a processor made
+// on first use, so that a wrapper declared at startup does not open the
+// default store before the program configured it.
+template <typename Handler>
+struct Wrapped {
+  Wrapped(Handler h, HandlerOptions o) : handler(std::move(h)), options(std::move(o)) {}
+  IdempotentEventProcessor& processor() {
+    std::call_once(once, [&] {
+      auto checker = options.checker ? options.checker : get_idempotency_checker();
+      processor_ = std::make_unique<IdempotentEventProcessor>(std::move(checker), options.processor);
+    });
+    return *processor_;
+  }
+  Handler handler;
+  HandlerOptions options;
+  std::once_flag once;
+  std::unique_ptr<IdempotentEventProcessor> processor_;
+};
+}  // namespace
+
 std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handler(StringHandler handler,
                                                                                    HandlerOptions options) {
-  // The processor is made on first use so that a wrapper declared at startup
-  // does not open the default store before the program configured it.
-  struct Shared {
-    StringHandler handler;
-    HandlerOptions options;
-    std::once_flag once;
-    std::unique_ptr<IdempotentEventProcessor> processor;
-  };
-  auto shared = std::make_shared<Shared>();
-  shared->handler = std::move(handler);
-  shared->options = std::move(options);
+  auto shared = std::make_shared<Wrapped<StringHandler>>(std::move(handler), std::move(options));
   return [shared](const Envelope& envelope) -> std::optional<std::string> {
-    std::call_once(shared->once, [&] {
-      auto checker = shared->options.checker ? shared->options.checker : get_idempotency_checker();
-      shared->processor = std::make_unique<IdempotentEventProcessor>(std::move(checker), shared->options.processor);
-    });
-    ProcessResult outcome = process_with_idempotency(*shared->processor, envelope, shared->handler);
+    ProcessResult outcome = process_with_idempotency(shared->processor(), envelope, shared->handler);
     apply_duplicate_options(outcome, shared->options);
     return std::move(outcome.result);
   };
@@ -104,21 +111,12 @@ std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handl
 
 AsyncIdempotentHandler make_async_idempotent_handler(IdempotentEventProcessor::AsyncHandler handler,
                                                      HandlerOptions options) {
-  struct Shared {
-    IdempotentEventProcessor::AsyncHandler handler;
-    HandlerOptions options;
-    std::once_flag once;
-    std::unique_ptr<IdempotentEventProcessor> processor;
-  };
-  auto shared = std::make_shared<Shared>();
-  shared->handler = std::move(handler);
-  shared->options = std::move(options);
+  auto shared =
+      std::make_shared<Wrapped<IdempotentEventProcessor::AsyncHandler>>(std::move(handler), std::move(options));
   return [shared](const Envelope& envelope, AsyncResultCallback done) {
+    IdempotentEventProcessor* processor = nullptr;
     try {
-      std::call_once(shared->once, [&] {
-        auto checker = shared->options.checker ? shared->options.checker : get_idempotency_checker();
-        shared->processor = std::make_unique<IdempotentEventProcessor>(std::move(checker), shared->options.processor);
-      });
+      processor = &shared->processor();
     } catch (...) {
       // No checker (a bad IDEM_STORE_URL, an invalid option): reported
       // like any other error, through the callback.
@@ -127,7 +125,7 @@ AsyncIdempotentHandler make_async_idempotent_handler(IdempotentEventProcessor::A
       if (done) done(std::move(result));
       return;
     }
-    shared->processor->process_async(
+    processor->process_async(
         envelope, shared->handler, [shared, done = std::move(done)](IdempotentEventProcessor::AsyncOutcome outcome) {
           AsyncHandlerResult result;
           result.key = outcome.key;

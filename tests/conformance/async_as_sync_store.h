@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "idem/core/store.h"
+#include "support/owned_claim_request.h"
 
 namespace idem::conformance {
 
@@ -165,24 +166,14 @@ class AsyncAsSyncStore final : public Store {
 
   // A request whose strings the decorator owns, so it can overwrite them
   // once the *_async call has returned.
-  struct Owned {
-    explicit Owned(const ClaimRequest& r)
-        : key(r.key), event_id(r.event_id), event_type(r.event_type), fingerprint(r.fingerprint), request(r) {
-      request.key = key;
-      request.event_id = event_id;
-      request.event_type = event_type;
-      request.fingerprint = fingerprint;
-    }
-    Owned(const Owned& other) : Owned(other.request) {}
-    Owned& operator=(const Owned&) = delete;
+  struct Owned : test::OwnedClaimRequest {
+    using OwnedClaimRequest::OwnedClaimRequest;
     void scribble() {
       AsyncAsSyncStore::scribble(key);
       AsyncAsSyncStore::scribble(event_id);
       AsyncAsSyncStore::scribble(event_type);
       AsyncAsSyncStore::scribble(fingerprint);
     }
-    std::string key, event_id, event_type, fingerprint;
-    ClaimRequest request;
   };
 
   static void scribble(std::string& s) { s.assign(s.size(), '#'); }

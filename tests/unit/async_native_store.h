@@ -21,6 +21,7 @@
 
 #include "idem/core/store.h"
 #include "idem/stores/memory.h"
+#include "support/owned_claim_request.h"
 
 namespace idem::test {
 
@@ -111,7 +112,7 @@ class AsyncNativeStore final : public Store {
   Status ping() override { return inner_->ping(); }
 
   void claim_async(const ClaimRequest& r, ResultCallback<ClaimOutcome> done) override {
-    Owned o(r);
+    test::OwnedClaimRequest o(r);
     post("claim_async", [inner = inner_, o, done = std::move(done)] { done(inner->claim(o.request)); });
   }
   void complete_async(const CompleteRequest& r, StatusCallback done) override {
@@ -161,20 +162,6 @@ class AsyncNativeStore final : public Store {
   }
 
  private:
-  struct Owned {
-    explicit Owned(const ClaimRequest& r)
-        : key(r.key), event_id(r.event_id), event_type(r.event_type), fingerprint(r.fingerprint), request(r) {
-      request.key = key;
-      request.event_id = event_id;
-      request.event_type = event_type;
-      request.fingerprint = fingerprint;
-    }
-    Owned(const Owned& other) : Owned(other.request) {}
-    Owned& operator=(const Owned&) = delete;
-    std::string key, event_id, event_type, fingerprint;
-    ClaimRequest request;
-  };
-
   static bool take(std::atomic<int>& budget) {
     int n = budget.load();
     while (n > 0 && !budget.compare_exchange_weak(n, n - 1)) {
