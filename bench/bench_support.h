@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "idem/core/store.h"
 #include "stores/sqlite/sql.h"
 
 namespace idem_bench {
@@ -205,6 +206,30 @@ struct RawDb {
   sqlite3_stmt* begin = nullptr;
   sqlite3_stmt* commit = nullptr;
 };
+
+// A new event at the store level: claim + complete of fresh keys.
+inline void run_store_new_events(benchmark::State& state, idem::Store& store, KeyMaker& keys) {
+  for (auto _ : state) {
+    const std::string_view key = keys.next();
+    idem::ClaimRequest request;
+    request.key = key;
+    request.event_id = "evt";
+    request.event_type = "order.created";
+    request.lease = std::chrono::seconds(30);
+    request.ttl = std::chrono::hours(24);
+    idem::Result<idem::ClaimOutcome> out = store.claim(request);
+    if (!out || !out->acquired()) {
+      state.SkipWithError("claim did not acquire");
+      break;
+    }
+    idem::CompleteRequest done;
+    done.key = key;
+    done.token = out->token;
+    done.result = kResult;
+    if (!store.complete(done)) state.SkipWithError("complete failed");
+  }
+  state.SetItemsProcessed(state.iterations());
+}
 
 // The limit of a new event: claim + complete of fresh keys, raw.
 inline void run_raw_new_events(benchmark::State& state, RawDb& raw, KeyMaker& keys) {

@@ -101,24 +101,7 @@ BENCHMARK(BM_GuardMemoryNewEvent)->ArgName("validate")->Arg(0)->Arg(1)->UseRealT
 void BM_StoreMemoryNewEvent(benchmark::State& state) {
   auto store = idem::MemoryStore::create();
   KeyMaker keys(++g_run, 0);
-  for (auto _ : state) {
-    const std::string_view key = keys.next();
-    idem::ClaimRequest request;
-    request.key = key;
-    request.event_id = "evt";
-    request.event_type = "order.created";
-    idem::Result<idem::ClaimOutcome> out = store->claim(request);
-    if (!out || !out->acquired()) {
-      state.SkipWithError("claim did not acquire");
-      break;
-    }
-    idem::CompleteRequest done;
-    done.key = key;
-    done.token = out->token;
-    done.result = kResult;
-    if (!store->complete(done)) state.SkipWithError("complete failed");
-  }
-  state.SetItemsProcessed(state.iterations());
+  idem_bench::run_store_new_events(state, *store, keys);
 }
 BENCHMARK(BM_StoreMemoryNewEvent)->UseRealTime();
 

@@ -64,22 +64,8 @@ void memory_setup(const benchmark::State&) {
 void memory_teardown(const benchmark::State&) { g_memory.reset(); }
 
 void BM_MemoryNewEvent(benchmark::State& state) {
-  idem::Store& store = *g_memory;
   KeyMaker keys(g_run.load(), state.thread_index());
-  for (auto _ : state) {
-    const std::string_view key = keys.next();
-    idem::Result<idem::ClaimOutcome> out = store.claim(claim_req(key));
-    if (!out || !out->acquired()) {
-      state.SkipWithError("claim did not acquire");
-      break;
-    }
-    idem::CompleteRequest done;
-    done.key = key;
-    done.token = out->token;
-    done.result = kResult;
-    if (!store.complete(done)) state.SkipWithError("complete failed");
-  }
-  state.SetItemsProcessed(state.iterations());
+  idem_bench::run_store_new_events(state, *g_memory, keys);
 }
 BENCHMARK(BM_MemoryNewEvent)->Setup(memory_setup)->Teardown(memory_teardown)->ThreadRange(1, 8)->UseRealTime();
 
@@ -178,22 +164,8 @@ void sqlite_teardown(const benchmark::State&) {
 }
 
 void BM_SqliteNewEvent(benchmark::State& state) {
-  idem::Store& store = *g_sqlite;
   KeyMaker keys(g_run.load(), state.thread_index());
-  for (auto _ : state) {
-    const std::string_view key = keys.next();
-    idem::Result<idem::ClaimOutcome> out = store.claim(claim_req(key));
-    if (!out || !out->acquired()) {
-      state.SkipWithError("claim did not acquire");
-      break;
-    }
-    idem::CompleteRequest done;
-    done.key = key;
-    done.token = out->token;
-    done.result = kResult;
-    if (!store.complete(done)) state.SkipWithError("complete failed");
-  }
-  state.SetItemsProcessed(state.iterations());
+  idem_bench::run_store_new_events(state, *g_sqlite, keys);
 }
 BENCHMARK(BM_SqliteNewEvent)->Setup(sqlite_setup)->Teardown(sqlite_teardown)->UseRealTime();
 
