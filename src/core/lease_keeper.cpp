@@ -165,7 +165,10 @@ void LeaseKeeper::run(const std::shared_ptr<Core>& core) {
     }
     if (tasks.empty() && due.empty()) {
       if (c.stopping) return;
-      Clock::time_point next = now + c.interval;
+      // Idle, the thread looks again an interval from now (so that leases
+      // registered meanwhile, due later than that, need not wake it), but
+      // not more than ten times a second when the interval is tiny.
+      Clock::time_point next = now + std::max<Clock::duration>(c.interval, std::chrono::milliseconds(100));
       if (c.head != nullptr) next = std::min(next, c.head->due);
       if (!c.timers.empty()) next = std::min(next, c.timers.begin()->first);
       c.planned_wake = next;

@@ -71,6 +71,9 @@ TEST(AsyncAsSyncStore, CatchesASecondAnswer) {
 }
 
 TEST(AsyncAsSyncStore, ScribblesOverTheRequestOnceTheCallReturned) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the misbehaving store races with the caller on purpose, which TSan rightly reports";
+#endif
   auto inner = std::make_shared<MisbehavingStore>(MisbehavingStore::Fault::kKeepTheRequestsView);
   AsyncAsSyncStore store(inner);
   (void)store.get("the-key");
