@@ -487,6 +487,14 @@ constexpr std::string_view kAbandonedError =
 }  // namespace
 
 struct AsyncState {
+  AsyncState() = default;
+  AsyncState(const AsyncState&) = delete;
+  AsyncState& operator=(const AsyncState&) = delete;
+  // A verdict always releases the heartbeat first; only a failure between
+  // acquisition and the first Completion (out of memory) gets here with the
+  // lease still registered, and the keeper must not keep a dangling ticket.
+  ~AsyncState();
+
   std::shared_ptr<const ProcessorCore> core;
   IdempotentEventProcessor::AsyncHandler handler;
   IdempotentEventProcessor::AsyncCallback on_done;
@@ -747,6 +755,18 @@ struct GuardAccess {
     deliver(st, std::move(outcome));
   }
 };
+
+AsyncState::~AsyncState() {
+  if (!ctx) return;
+  ContextState& s = GuardAccess::state(*this);
+  if (s.registered) {
+    try {
+      s.core->keeper->remove(s.ticket);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): nothing better to do in a destructor
+    }
+    s.registered = false;
+  }
+}
 
 CompletionHandle::~CompletionHandle() {
   if (state->decided.exchange(true)) return;

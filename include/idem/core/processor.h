@@ -293,8 +293,9 @@ class IdempotentEventProcessor {
   // the thread that completed the claim (read the warning there). `on_done`
   // runs on the thread that completed the last store call (a store I/O
   // thread on Redis and PostgreSQL; on memory and SQLite the thread that
-  // called process_async() or Completion), or inline here when nothing was
-  // run (duplicates, errors). Like a store callback, `on_done` must return
+  // called process_async() or the Completion; the processor's heartbeat
+  // thread after a retried write), or inline here when nothing was run
+  // (duplicates, errors). Like a store callback, `on_done` must return
   // quickly and must not block; an exception from it is dropped.
   //
   // What the guard promises here is what process() promises: a transient
