@@ -31,6 +31,17 @@ namespace {
 
 std::int64_t now_ms() { return now_us() / 1000; }
 
+// shown() is a store URL with its password (user:password@) masked, for the
+// run's output: even a throwaway test password stays out of logs.
+std::string shown(std::string url) {
+  const auto scheme = url.find("://");
+  const auto at = url.find('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+  const auto colon = url.find(':', scheme + 3);
+  if (colon != std::string::npos && colon < at) url.replace(colon + 1, at - colon - 1, "***");
+  return url;
+}
+
 std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
   std::stringstream in(text);
@@ -74,8 +85,8 @@ class Run {
     }
     choose_faults();
     prefix_ = "chaos:" + std::to_string(o_.seed) + ":" + std::to_string(now_ms()) + ":";
-    std::cout << "chaos: store " << o_.store << " (" << env_->url() << "), seed " << o_.seed << ", " << o_.seconds
-              << " s, " << o_.workers << " workers x " << o_.threads << " threads, lease " << o_.lease_ms
+    std::cout << "chaos: store " << o_.store << " (" << shown(env_->url()) << "), seed " << o_.seed << ", "
+              << o_.seconds << " s, " << o_.workers << " workers x " << o_.threads << " threads, lease " << o_.lease_ms
               << " ms, faults " << describe_faults() << (o_.planted_bug.empty() ? "" : ", planted bug ")
               << o_.planted_bug << "\n  run directory " << dir_ << std::endl;
 
