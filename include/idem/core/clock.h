@@ -1,12 +1,12 @@
-// File: idem/core/clock.h
-//
-// Clock lets tests move time forward instead of sleeping through leases and
-// TTLs. Stores that keep time themselves (memory, SQLite) take one in their
-// options; network stores use the server's clock.
-//
-//   auto clock = std::make_shared<idem::ManualClock>();
-//   auto store = idem::MemoryStore::create({.clock = clock});
-//   clock->advance(std::chrono::seconds(31));  // the lease has now expired
+/// @file idem/core/clock.h
+///
+/// Clock lets tests move time forward instead of sleeping through leases and
+/// TTLs. Stores that keep time themselves (memory, SQLite) take one in their
+/// options; network stores use the server's clock.
+///
+///   auto clock = std::make_shared<idem::ManualClock>();
+///   auto store = idem::MemoryStore::create({.clock = clock});
+///   clock->advance(std::chrono::seconds(31));  // the lease has now expired
 #pragma once
 
 #include <atomic>
@@ -23,7 +23,7 @@ class Clock {
   virtual Timestamp now() const noexcept = 0;
 };
 
-// SystemClock reads std::chrono::system_clock.
+/// SystemClock reads std::chrono::system_clock.
 class SystemClock final : public Clock {
  public:
   Timestamp now() const noexcept override {
@@ -31,10 +31,10 @@ class SystemClock final : public Clock {
   }
 };
 
-// The process-wide SystemClock.
+/// The process-wide SystemClock.
 std::shared_ptr<Clock> system_clock();
 
-// ManualClock only moves when told to. Thread-safe.
+/// ManualClock only moves when told to. Thread-safe.
 class ManualClock final : public Clock {
  public:
   explicit ManualClock(Timestamp start = Timestamp(std::chrono::milliseconds(1'700'000'000'000)))

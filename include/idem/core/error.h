@@ -1,12 +1,12 @@
-// File: idem/core/error.h
-//
-// The one error model of Idem. Store operations return `Result<T>` (or
-// `Status` when there is no value); the usage patterns (wrapper, guard) turn
-// the same errors into typed exceptions. Idempotency outcomes such as "this is
-// a duplicate" are values (see claim.h), never errors.
-//
-//   idem::Result<std::optional<idem::IdempotencyRecord>> r = store.get(key);
-//   if (!r) { log(r.error().message()); return; }
+/// @file idem/core/error.h
+///
+/// The one error model of Idem. Store operations return `Result<T>` (or
+/// `Status` when there is no value); the usage patterns (wrapper, guard) turn
+/// the same errors into typed exceptions. Idempotency outcomes such as "this is
+/// a duplicate" are values (see claim.h), never errors.
+///
+///   idem::Result<std::optional<idem::IdempotencyRecord>> r = store.get(key);
+///   if (!r) { log(r.error().message()); return; }
 #pragma once
 
 #include <cstdint>
@@ -19,42 +19,42 @@
 
 namespace idem {
 
-// ErrorCode is deliberately small: callers branch on it, so every code must
-// imply a different reaction. docs/guide/troubleshooting.md has the table of
-// codes, exceptions and what a consumer should do with the message (retry,
-// redeliver, ack or dead-letter). New codes are appended so that the
-// numeric values of the old ones never change.
+/// ErrorCode is deliberately small: callers branch on it, so every code must
+/// imply a different reaction. docs/guide/troubleshooting.md has the table of
+/// codes, exceptions and what a consumer should do with the message (retry,
+/// redeliver, ack or dead-letter). New codes are appended so that the
+/// numeric values of the old ones never change.
 enum class ErrorCode : std::uint8_t {
   kOk = 0,
-  kInvalidArgument,    // the message is bad (envelope, key, request): dead-letter it, never retry
-  kUnavailable,        // the store cannot be reached: retry later, redeliver
-  kTimeout,            // the store did not answer in time: retry later
-  kLeaseLost,          // a newer worker owns the key: stop, do not retry
-  kMismatch,           // key reused with another payload: a producer bug
-  kResultTooLarge,     // the handler's result exceeds the configured limit
-  kResourceExhausted,  // a bounded store is full of live records
-  kNotFound,           // the record (or, when opening must not create, the store) does not exist
-  kCorrupt,            // stored data cannot be decoded
-  kInternal,           // a bug or an unexpected store reply
-  // The program, not the message, is wrong: out-of-range options, a bad
-  // store URL, or an API call made in a state that forbids it. Fix the code
-  // or the configuration; do not dead-letter the message (it is fine).
+  kInvalidArgument,    ///< the message is bad (envelope, key, request): dead-letter it, never retry
+  kUnavailable,        ///< the store cannot be reached: retry later, redeliver
+  kTimeout,            ///< the store did not answer in time: retry later
+  kLeaseLost,          ///< a newer worker owns the key: stop, do not retry
+  kMismatch,           ///< key reused with another payload: a producer bug
+  kResultTooLarge,     ///< the handler's result exceeds the configured limit
+  kResourceExhausted,  ///< a bounded store is full of live records
+  kNotFound,           ///< the record (or, when opening must not create, the store) does not exist
+  kCorrupt,            ///< stored data cannot be decoded
+  kInternal,           ///< a bug or an unexpected store reply
+  /// The program, not the message, is wrong: out-of-range options, a bad
+  /// store URL, or an API call made in a state that forbids it. Fix the code
+  /// or the configuration; do not dead-letter the message (it is fine).
   kInvalidConfiguration,
-  // A duplicate of an event that already finished (DuplicateEventError, the
-  // wrapper with skip_on_duplicate = false): ack it, the cached result is
-  // attached. Never a failure of the store.
+  /// A duplicate of an event that already finished (DuplicateEventError, the
+  /// wrapper with skip_on_duplicate = false): ack it, the cached result is
+  /// attached. Never a failure of the store.
   kDuplicate,
-  // A duplicate whose original is still running (EventInProgressError): do
-  // not ack; redeliver later (NATS: nak with a delay; HTTP: 409 with
-  // Retry-After), because the original may still die.
+  /// A duplicate whose original is still running (EventInProgressError): do
+  /// not ack; redeliver later (NATS: nak with a delay; HTTP: 409 with
+  /// Retry-After), because the original may still die.
   kInProgress,
 };
 
-// Returns the stable lower-case name of `code`, e.g. "unavailable".
+/// Returns the stable lower-case name of `code`, e.g. "unavailable".
 std::string_view to_string(ErrorCode code) noexcept;
 
-// Error is a code plus a human-readable message that says what happened and,
-// where it helps, what to do.
+/// Error is a code plus a human-readable message that says what happened and,
+/// where it helps, what to do.
 class Error {
  public:
   Error() = default;
@@ -63,14 +63,14 @@ class Error {
   ErrorCode code() const noexcept { return code_; }
   const std::string& message() const noexcept { return message_; }
 
-  // retryable() is true when the same call (or a redelivery of the same
-  // message) may succeed later without any change by the caller: the store
-  // was down or slow, or the original of a duplicate was still running.
+  /// retryable() is true when the same call (or a redelivery of the same
+  /// message) may succeed later without any change by the caller: the store
+  /// was down or slow, or the original of a duplicate was still running.
   bool retryable() const noexcept {
     return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout || code_ == ErrorCode::kInProgress;
   }
 
-  // "unavailable: sqlite: database is locked" — for logs and exceptions.
+  /// "unavailable: sqlite: database is locked" — for logs and exceptions.
   std::string to_string() const;
 
  private:
@@ -78,12 +78,12 @@ class Error {
   std::string message_;
 };
 
-// Result<T> holds either a value or an Error. Check it before use; value() on
-// an error throws the matching idem exception (see exceptions below).
+/// Result<T> holds either a value or an Error. Check it before use; value() on
+/// an error throws the matching idem exception (see exceptions below).
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  // NOLINTBEGIN(google-explicit-constructor): implicit like std::expected.
+  /// NOLINTBEGIN(google-explicit-constructor): implicit like std::expected.
   Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
   Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}
   // NOLINTEND(google-explicit-constructor)
@@ -106,7 +106,7 @@ class [[nodiscard]] Result {
   std::variant<T, Error> state_;
 };
 
-// Status is Result<void>: success, or an Error.
+/// Status is Result<void>: success, or an Error.
 class [[nodiscard]] Status {
  public:
   Status() = default;
@@ -116,7 +116,7 @@ class [[nodiscard]] Status {
   explicit operator bool() const noexcept { return ok_; }
   const Error& error() const& { return error_; }
   Error&& error() && { return std::move(error_); }
-  // Throws the matching idem exception when not ok.
+  /// Throws the matching idem exception when not ok.
   void value() const;
 
  private:
@@ -130,7 +130,7 @@ inline Status ok_status() { return {}; }
 // Exceptions, for the patterns layer (wrapper and guard) where a handler's
 // control flow is exception-based anyway. Each maps to one ErrorCode.
 
-// IdemError is the base of every exception Idem throws.
+/// IdemError is the base of every exception Idem throws.
 class IdemError : public std::runtime_error {
  public:
   explicit IdemError(Error error);
@@ -141,57 +141,57 @@ class IdemError : public std::runtime_error {
   Error error_;
 };
 
-// StoreUnavailableError: the store is down or too slow; the handler did not
-// run (fail-closed). Let the message be redelivered.
+/// StoreUnavailableError: the store is down or too slow; the handler did not
+/// run (fail-closed). Let the message be redelivered.
 class StoreUnavailableError : public IdemError {
  public:
   using IdemError::IdemError;
 };
 
-// LeaseLostError: another worker took the key over while this one ran; its
-// result was not stored.
+/// LeaseLostError: another worker took the key over while this one ran; its
+/// result was not stored.
 class LeaseLostError : public IdemError {
  public:
   using IdemError::IdemError;
 };
 
-// KeyMismatchError: the idempotency key was already used with a different
-// payload.
+/// KeyMismatchError: the idempotency key was already used with a different
+/// payload.
 class KeyMismatchError : public IdemError {
  public:
   using IdemError::IdemError;
 };
 
-// InvalidEnvelopeError (kInvalidArgument): the envelope or key is
-// malformed; the message names the field. Retrying cannot help: dead-letter
-// the message.
+/// InvalidEnvelopeError (kInvalidArgument): the envelope or key is
+/// malformed; the message names the field. Retrying cannot help: dead-letter
+/// the message.
 class InvalidEnvelopeError : public IdemError {
  public:
   using IdemError::IdemError;
 };
 
-// ConfigurationError (kInvalidConfiguration): options out of range, a bad
-// store URL, or an API call that is not allowed in the current state. The
-// program is wrong, not the message: fix it, and do not dead-letter.
+/// ConfigurationError (kInvalidConfiguration): options out of range, a bad
+/// store URL, or an API call that is not allowed in the current state. The
+/// program is wrong, not the message: fix it, and do not dead-letter.
 class ConfigurationError : public IdemError {
  public:
   using IdemError::IdemError;
 };
 
-// ResultTooLargeError: the handler's result is above the configured limit and
-// was not stored.
+/// ResultTooLargeError: the handler's result is above the configured limit and
+/// was not stored.
 class ResultTooLargeError : public IdemError {
  public:
   using IdemError::IdemError;
 };
 
-// throw_error() throws the exception type that matches `error.code()`:
-// kUnavailable and kTimeout → StoreUnavailableError, kLeaseLost →
-// LeaseLostError, kMismatch → KeyMismatchError, kInvalidArgument →
-// InvalidEnvelopeError, kInvalidConfiguration → ConfigurationError,
-// kResultTooLarge → ResultTooLargeError, anything else → IdemError.
-// DuplicateEventError (kDuplicate) and EventInProgressError (kInProgress)
-// carry more than an Error and are thrown only by the wrapper (handler.h).
+/// throw_error() throws the exception type that matches `error.code()`:
+/// kUnavailable and kTimeout → StoreUnavailableError, kLeaseLost →
+/// LeaseLostError, kMismatch → KeyMismatchError, kInvalidArgument →
+/// InvalidEnvelopeError, kInvalidConfiguration → ConfigurationError,
+/// kResultTooLarge → ResultTooLargeError, anything else → IdemError.
+/// DuplicateEventError (kDuplicate) and EventInProgressError (kInProgress)
+/// carry more than an Error and are thrown only by the wrapper (handler.h).
 [[noreturn]] void throw_error(Error error);
 
 template <typename T>
