@@ -1,4 +1,5 @@
 /// @file idem/idem.h
+/// @brief The whole core API in one include.
 ///
 /// The whole core API in one include. Store headers (idem/stores/*.h) are
 /// separate so that a program links only the backends it uses.

@@ -1,15 +1,21 @@
 /// @file idem/integrations/metrics_http.h
+/// @brief A Prometheus /metrics endpoint for a MetricsRegistry (component
+/// idem::metrics_http).
 ///
 /// Serves a MetricsRegistry's Prometheus text on GET /metrics with
 /// cpp-httplib (component idem::metrics_http).
 ///
-///   auto metrics = std::make_shared<idem::MetricsRegistry>();
-///   auto server = idem::MetricsServer::start(metrics, {.host = "0.0.0.0", .port = 9464}).value();
-///   // ... scrape http://host:9464/metrics; the server stops when `server` dies.
+/// @code
+/// auto metrics = std::make_shared<idem::MetricsRegistry>();
+/// auto server = idem::MetricsServer::start(metrics, {.host = "0.0.0.0", .port = 9464}).value();
+/// // ... scrape http://host:9464/metrics; the server stops when `server` dies.
+/// @endcode
 ///
 /// A service that already runs a httplib::Server adds the route instead:
 ///
-///   idem::add_metrics_endpoint(my_server, metrics);
+/// @code
+/// idem::add_metrics_endpoint(my_server, metrics);
+/// @endcode
 #pragma once
 
 #include <memory>
@@ -24,12 +30,14 @@ class Server;
 
 namespace idem {
 
+/// Options of MetricsServer::start().
 struct MetricsServerOptions {
   /// Interface to listen on. The loopback default keeps metrics private;
   /// "0.0.0.0" exposes them to the network.
   std::string host = "127.0.0.1";
   /// TCP port. 0 picks a free one (read it back with port()).
   int port = 0;
+  /// The URL path answered; must start with '/'.
   std::string path = "/metrics";
 };
 
@@ -37,7 +45,8 @@ struct MetricsServerOptions {
 /// pointer; destroying it stops the server and joins the thread.
 class MetricsServer {
  public:
-  /// Binds and starts serving. kUnavailable when the address cannot be bound.
+  /// Binds and starts serving. kUnavailable when the address cannot be bound;
+  /// kInvalidConfiguration for a null registry or a path without a leading '/'.
   static Result<std::unique_ptr<MetricsServer>> start(std::shared_ptr<const MetricsRegistry> registry,
                                                       MetricsServerOptions options = {});
   ~MetricsServer();

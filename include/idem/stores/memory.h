@@ -1,4 +1,6 @@
 /// @file idem/stores/memory.h
+/// @brief MemoryStore: records in this process only (tests, single-process
+/// services).
 ///
 /// MemoryStore keeps records in this process only: for tests and for
 /// single-process services that accept losing state on restart. It is sharded
@@ -13,10 +15,12 @@
 /// long as anyone holds it (then it and its records are gone). No name is
 /// ever shared between processes.
 ///
-///   auto store = idem::MemoryStore::create();            // or open_store("memory://")
-///   auto bounded = idem::MemoryStore::create({.max_records = 100'000});
-///   auto a = idem::open_store("memory://orders").value();
-///   auto b = idem::open_store("memory://orders").value();  // a == b: one store
+/// @code
+/// auto store = idem::MemoryStore::create();  // or open_store("memory://")
+/// auto bounded = idem::MemoryStore::create({.max_records = 100'000});
+/// auto a = idem::open_store("memory://orders").value();
+/// auto b = idem::open_store("memory://orders").value();  // a == b: one store
+/// @endcode
 #pragma once
 
 #include <chrono>
@@ -29,6 +33,7 @@
 
 namespace idem {
 
+/// Options of MemoryStore::create().
 struct MemoryStoreOptions {
   /// Number of independently locked shards; rounded up to a power of two.
   std::size_t shards = 64;
@@ -37,6 +42,7 @@ struct MemoryStoreOptions {
   /// the once-only promise), so a claim on a full store fails with
   /// kResourceExhausted.
   std::size_t max_records = 0;
+  /// The clock leases and TTLs are measured against; a ManualClock in tests.
   std::shared_ptr<Clock> clock = system_clock();
   /// How often wait_settled() re-reads a record on its own. Changes made
   /// through the store wake waiters at once; this only catches a lease that
@@ -45,6 +51,8 @@ struct MemoryStoreOptions {
   std::chrono::milliseconds wait_poll_interval{50};
 };
 
+/// Factory of in-process stores; the stores themselves are used through the
+/// Store interface.
 class MemoryStore {
  public:
   /// create() makes a new private store (see the file comment).
