@@ -1,12 +1,16 @@
 /// @file idem/core/error.h
+/// @brief The one error model of Idem: ErrorCode, Error, Result, Status and
+/// the exceptions.
 ///
-/// The one error model of Idem. Store operations return `Result<T>` (or
-/// `Status` when there is no value); the usage patterns (wrapper, guard) turn
-/// the same errors into typed exceptions. Idempotency outcomes such as "this is
-/// a duplicate" are values (see claim.h), never errors.
+/// Store operations return `Result<T>` (or `Status` when there is no value);
+/// the usage patterns (wrapper, guard) turn the same errors into typed
+/// exceptions. Idempotency outcomes such as "this is a duplicate" are values
+/// (ClaimStatus in record.h), never errors.
 ///
-///   idem::Result<std::optional<idem::IdempotencyRecord>> r = store.get(key);
-///   if (!r) { log(r.error().message()); return; }
+/// @code
+/// idem::Result<std::optional<idem::IdempotencyRecord>> r = store.get(key);
+/// if (!r) { log(r.error().message()); return; }
+/// @endcode
 #pragma once
 
 #include <cstdint>
@@ -25,7 +29,7 @@ namespace idem {
 /// redeliver, ack or dead-letter). New codes are appended so that the
 /// numeric values of the old ones never change.
 enum class ErrorCode : std::uint8_t {
-  kOk = 0,
+  kOk = 0,             ///< no error; never carried by an Error
   kInvalidArgument,    ///< the message is bad (envelope, key, request): dead-letter it, never retry
   kUnavailable,        ///< the store cannot be reached: retry later, redeliver
   kTimeout,            ///< the store did not answer in time: retry later
@@ -57,10 +61,14 @@ std::string_view to_string(ErrorCode code) noexcept;
 /// where it helps, what to do.
 class Error {
  public:
+  /// A kInternal error with an empty message (a placeholder, not a real error).
   Error() = default;
+  /// An error with `code` and `message`.
   Error(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
+  /// What kind of error it is: branch on this, never on the message.
   ErrorCode code() const noexcept { return code_; }
+  /// What happened, for people: may change between versions.
   const std::string& message() const noexcept { return message_; }
 
   /// retryable() is true when the same call (or a redelivery of the same
@@ -83,23 +91,38 @@ class Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  /// NOLINTBEGIN(google-explicit-constructor): implicit like std::expected.
+  // NOLINTBEGIN(google-explicit-constructor): implicit like std::expected.
+  /// A successful result holding `value`.
   Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
+  /// A failed result holding `error`.
   Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}
   // NOLINTEND(google-explicit-constructor)
 
+  /// True when the result holds a value.
   bool ok() const noexcept { return state_.index() == 0; }
+  /// ok(), for `if (result)`.
   explicit operator bool() const noexcept { return ok(); }
 
+  /// The value. On an error, throws the matching exception (throw_error()).
   T& value() &;
+  /// The value. On an error, throws the matching exception (throw_error()).
   const T& value() const&;
+  /// Moves the value out. On an error, throws the matching exception
+  /// (throw_error()).
   T&& value() &&;
+  /// value(): throws on an error.
   T& operator*() & { return value(); }
+  /// value(): throws on an error.
   const T& operator*() const& { return value(); }
+  /// &value(): throws on an error.
   T* operator->() { return &value(); }
+  /// &value(): throws on an error.
   const T* operator->() const { return &value(); }
 
+  /// The error. Only valid when !ok() (undefined otherwise: check first).
   const Error& error() const& { return std::get<1>(state_); }
+  /// Moves the error out, e.g. to return it from a function with another
+  /// Result type. Only valid when !ok().
   Error&& error() && { return std::get<1>(std::move(state_)); }
 
  private:
@@ -109,12 +132,19 @@ class [[nodiscard]] Result {
 /// Status is Result<void>: success, or an Error.
 class [[nodiscard]] Status {
  public:
+  /// Success.
   Status() = default;
+  /// A failure carrying `error`.
   Status(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT(google-explicit-constructor)
 
+  /// True on success.
   bool ok() const noexcept { return ok_; }
+  /// ok(), for `if (status)`.
   explicit operator bool() const noexcept { return ok_; }
+  /// The error. Only meaningful when !ok().
   const Error& error() const& { return error_; }
+  /// Moves the error out, e.g. to return it as a Result<T>. Only meaningful
+  /// when !ok().
   Error&& error() && { return std::move(error_); }
   /// Throws the matching idem exception when not ok.
   void value() const;
@@ -124,6 +154,7 @@ class [[nodiscard]] Status {
   bool ok_ = true;
 };
 
+/// A successful Status; reads better than `{}` in a return statement.
 inline Status ok_status() { return {}; }
 
 // ---------------------------------------------------------------------------
@@ -133,8 +164,12 @@ inline Status ok_status() { return {}; }
 /// IdemError is the base of every exception Idem throws.
 class IdemError : public std::runtime_error {
  public:
+  /// Wraps `error`; what() is Error::to_string(), e.g.
+  /// "unavailable: redis: connection refused".
   explicit IdemError(Error error);
+  /// The code of the wrapped error.
   ErrorCode code() const noexcept { return error_.code(); }
+  /// The wrapped error.
   const Error& error() const noexcept { return error_; }
 
  private:
@@ -145,6 +180,7 @@ class IdemError : public std::runtime_error {
 /// run (fail-closed). Let the message be redelivered.
 class StoreUnavailableError : public IdemError {
  public:
+  /// Wraps `error` (code kUnavailable or kTimeout); see IdemError::IdemError().
   using IdemError::IdemError;
 };
 
@@ -152,6 +188,7 @@ class StoreUnavailableError : public IdemError {
 /// result was not stored.
 class LeaseLostError : public IdemError {
  public:
+  /// Wraps `error` (code kLeaseLost); see IdemError::IdemError().
   using IdemError::IdemError;
 };
 
@@ -159,6 +196,7 @@ class LeaseLostError : public IdemError {
 /// payload.
 class KeyMismatchError : public IdemError {
  public:
+  /// Wraps `error` (code kMismatch); see IdemError::IdemError().
   using IdemError::IdemError;
 };
 
@@ -167,6 +205,7 @@ class KeyMismatchError : public IdemError {
 /// the message.
 class InvalidEnvelopeError : public IdemError {
  public:
+  /// Wraps `error` (code kInvalidArgument); see IdemError::IdemError().
   using IdemError::IdemError;
 };
 
@@ -175,6 +214,7 @@ class InvalidEnvelopeError : public IdemError {
 /// program is wrong, not the message: fix it, and do not dead-letter.
 class ConfigurationError : public IdemError {
  public:
+  /// Wraps `error` (code kInvalidConfiguration); see IdemError::IdemError().
   using IdemError::IdemError;
 };
 
@@ -182,6 +222,7 @@ class ConfigurationError : public IdemError {
 /// was not stored.
 class ResultTooLargeError : public IdemError {
  public:
+  /// Wraps `error` (code kResultTooLarge); see IdemError::IdemError().
   using IdemError::IdemError;
 };
 

@@ -1,18 +1,22 @@
 /// @file idem/core/store.h
+/// @brief The Store interface every backend implements, its requests and the
+/// asynchronous contract; open_store().
 ///
 /// Store is the one interface every backend implements. Each method is one
-/// atomic operation implementing exactly the state machine of SPEC §2:
+/// atomic operation implementing exactly this state machine (docs/design.md,
+/// "The state machine", explains the rules behind it):
 ///
-///   from                        operation        result
-///   absent / expired            claim            PROCESSING, attempt 1 -> kAcquired
-///   PROCESSING, lease valid     claim            unchanged             -> kInProgress
-///   PROCESSING, lease expired   claim            attempt+1, new token  -> kAcquired (takeover)
-///   FAILED, retryable           claim            attempt+1, new token  -> kAcquired (retry)
-///   FAILED, terminal            claim            unchanged             -> kFailed
-///   COMPLETED                   claim            unchanged             -> kCompleted
-///   any, fingerprint differs    claim            unchanged             -> kMismatch
-///   PROCESSING, token matches   complete/fail/extend/checkpoint
-///   token stale                 complete/fail/extend/checkpoint -> kLeaseLost, nothing written
+/// | record before             | operation                          | record after          | answer               |
+/// |---------------------------|------------------------------------|-----------------------|----------------------|
+/// | absent or expired         | claim                              | PROCESSING, attempt 1 | kAcquired (new)      |
+/// | PROCESSING, lease valid   | claim                              | unchanged             | kInProgress          |
+/// | PROCESSING, lease expired | claim                              | attempt+1, new token  | kAcquired (takeover) |
+/// | FAILED, retryable         | claim                              | attempt+1, new token  | kAcquired (retry)    |
+/// | FAILED, terminal          | claim                              | unchanged             | kFailed              |
+/// | COMPLETED                 | claim                              | unchanged             | kCompleted           |
+/// | any, fingerprint differs  | claim                              | unchanged             | kMismatch            |
+/// | PROCESSING, token matches | complete, fail, extend, checkpoint | written               | ok                   |
+/// | token stale               | complete, fail, extend, checkpoint | unchanged             | kLeaseLost           |
 ///
 /// Tokens strictly increase per key, across deletion and expiry too. A record
 /// never expires while its lease is live.
@@ -65,31 +69,42 @@
 
 namespace idem {
 
+/// The arguments of Store::claim(). The views need only stay valid for the
+/// call.
+///
 /// Requests carry durations, not deadlines: the store adds them to its own
 /// clock. Every store refuses, with kInvalidArgument and before writing
 /// anything, a lease outside [1 ms, kMaxLease] or a ttl outside
 /// [1 ms, kMaxTtl] (limits.h); see validate_claim_request() below.
 struct ClaimRequest {
-  std::string_view key{};  ///< the full store key (see build_key)
-  std::string_view event_id{};
-  std::string_view event_type{};
-  std::string_view fingerprint{};  ///< empty: payload not checked
+  std::string_view key{};          ///< the full store key (see build_key)
+  std::string_view event_id{};     ///< stored as IdempotencyRecord::event_id when a new life of the key starts
+  std::string_view event_type{};   ///< stored as IdempotencyRecord::event_type likewise
+  std::string_view fingerprint{};  ///< of the payload (Envelope::payload_fingerprint()); empty: not checked
+  /// How long the claim is exclusive if it acquires (default 30 s).
   std::chrono::milliseconds lease{30'000};
+  /// How long the record is kept; restarted by the verdict (default 24 h).
   std::chrono::milliseconds ttl{24 * 3600 * 1000};
 };
 
+/// The arguments of Store::complete(): the owner's verdict "done, with this
+/// result". The views need only stay valid for the call.
 struct CompleteRequest {
-  std::string_view key{};
-  Token token = 0;
-  std::string_view result{};
+  std::string_view key{};     ///< the full store key
+  Token token = 0;            ///< the caller's fencing token; a stale one is kLeaseLost
+  std::string_view result{};  ///< stored and replayed to duplicates; opaque to the store
+  /// How long the COMPLETED record is kept, from now (default 24 h).
   std::chrono::milliseconds ttl{24 * 3600 * 1000};
 };
 
+/// The arguments of Store::fail(): the owner's verdict "failed". The views
+/// need only stay valid for the call.
 struct FailRequest {
-  std::string_view key{};
-  Token token = 0;
-  std::string_view error{};
-  bool retryable = true;
+  std::string_view key{};    ///< the full store key
+  Token token = 0;           ///< the caller's fencing token; a stale one is kLeaseLost
+  std::string_view error{};  ///< the failure message, replayed to duplicates of a terminal failure
+  bool retryable = true;     ///< true: the next claim runs again; false: terminal
+  /// How long the FAILED record is kept, from now (default 24 h).
   std::chrono::milliseconds ttl{24 * 3600 * 1000};
 };
 
@@ -99,9 +114,11 @@ struct FailRequest {
 /// the matching operation (claim_many: on every request, before any is
 /// written), so that all stores refuse the same requests the same way.
 ///
-///   Result<ClaimOutcome> MyStore::claim(const ClaimRequest& request) {
-///     if (Status valid = validate_claim_request(request); !valid) return std::move(valid).error();
-///     ...
+/// @code
+/// Result<ClaimOutcome> MyStore::claim(const ClaimRequest& request) {
+///   if (Status valid = validate_claim_request(request); !valid) return std::move(valid).error();
+///   ...
+/// @endcode
 Status validate_claim_request(const ClaimRequest& request);
 /// validate_complete_request() checks request.ttl as above.
 Status validate_complete_request(const CompleteRequest& request);
@@ -110,24 +127,34 @@ Status validate_fail_request(const FailRequest& request);
 /// validate_lease() checks the lease of Store::extend() as above.
 Status validate_lease(std::chrono::milliseconds lease);
 
+/// What Store::scan() returns, and from where. The filters combine (all
+/// must match).
 struct ScanOptions {
-  std::string cursor{};                      ///< empty: start; pass ScanPage::next_cursor to continue
-  std::optional<ProcessingStatus> status{};  ///< only records with this status
+  /// Empty: start; pass ScanPage::next_cursor to continue.
+  std::string cursor{};
+  /// Only records with this status; unset: any status.
+  std::optional<ProcessingStatus> status{};
   /// Only records first seen at least this long ago. 0 means any age.
   std::chrono::milliseconds older_than{0};
-  std::size_t limit = 100;  ///< page size hint; a page may hold fewer
-  std::string prefix{};     ///< only keys starting with this; empty: all
+  /// Page size hint; a page may hold fewer (even none before the end).
+  std::size_t limit = 100;
+  /// Only keys starting with this; empty: all.
+  std::string prefix{};
 };
 
+/// One page of Store::scan().
 struct ScanPage {
-  std::vector<IdempotencyRecord> records{};
-  std::string next_cursor{};  ///< empty when the scan is complete
+  std::vector<IdempotencyRecord> records{};  ///< the live records of this page
+  std::string next_cursor{};                 ///< empty when the scan is complete
 };
 
+/// What Store::stats() counts: the live (unexpired) records of the store.
 struct StoreStats {
-  std::uint64_t processing = 0;
-  std::uint64_t completed = 0;
-  std::uint64_t failed = 0;
+  std::uint64_t processing = 0;  ///< PROCESSING records, live lease or not
+  std::uint64_t completed = 0;   ///< COMPLETED records
+  std::uint64_t failed = 0;      ///< FAILED records, retryable or terminal
+  /// The PROCESSING record first seen longest ago, if any (it may still be
+  /// running: compare its lease with now before calling it stuck).
   std::optional<IdempotencyRecord> oldest_processing{};
   std::optional<std::uint64_t> bytes;  ///< store size or memory, when known
 };
@@ -139,17 +166,25 @@ enum class CircuitState : std::uint8_t {
   kHalfOpen = 1,  ///< one probe call is let through; success closes, failure reopens
   kOpen = 2,      ///< calls fail fast with kUnavailable until the open period passes
 };
+/// "closed", "half_open" or "open".
 std::string_view to_string(CircuitState state) noexcept;
 
+/// What Store::sweep() did.
 struct SweepReport {
-  std::uint64_t expired_removed = 0;
+  std::uint64_t expired_removed = 0;  ///< expired records deleted by this sweep
 };
 
-/// Completion callbacks of the asynchronous store API (see the file comment).
+/// Completion callback of an asynchronous store call that returns a value
+/// (see the file comment for the threading contract).
 template <typename T>
 using ResultCallback = std::function<void(Result<T>)>;
+/// Completion callback of an asynchronous store call without a value.
 using StatusCallback = std::function<void(Status)>;
 
+/// The storage of idempotency records: one atomic operation per method,
+/// following the state machine and the asynchronous contract of the file
+/// comment. Implemented by the memory, SQLite, Redis and PostgreSQL stores;
+/// obtained from open_store() or a store's own factory.
 class Store {
  public:
   virtual ~Store() = default;
@@ -191,6 +226,9 @@ class Store {
   /// store for long.
   virtual Result<ScanPage> scan(const ScanOptions& options) = 0;
 
+  /// stats() counts the live records by status and finds the oldest
+  /// PROCESSING one. On network stores it may walk the whole keyspace: call it
+  /// from monitoring (StoreSnapshotPoller), not per event.
   virtual Result<StoreStats> stats() = 0;
 
   /// sweep() removes expired records, for stores that do not expire by
@@ -209,17 +247,30 @@ class Store {
     return std::optional<std::uint64_t>();
   }
 
-  /// --- Asynchronous forms (see the file comment for the threading contract) --
-  /// The defaults run the synchronous operation inline; native stores
-  /// override them and return true from async_is_native().
+  // --- Asynchronous forms (see the file comment for the threading contract).
+  // The defaults run the synchronous operation inline; native stores
+  // override them and return true from async_is_native().
+
+  /// True when the `*_async` forms do real asynchronous I/O and call `done`
+  /// on a store thread (Redis, PostgreSQL); false when they run the
+  /// synchronous operation and call `done` before returning (the default).
   virtual bool async_is_native() const noexcept { return false; }
+  /// claim() answered through `done`.
   virtual void claim_async(const ClaimRequest& request, ResultCallback<ClaimOutcome> done);
+  /// claim_many() answered through `done`; the span need only live until
+  /// this call returns.
   virtual void claim_many_async(std::span<const ClaimRequest> requests, ResultCallback<std::vector<ClaimOutcome>> done);
+  /// complete() answered through `done`.
   virtual void complete_async(const CompleteRequest& request, StatusCallback done);
+  /// fail() answered through `done`.
   virtual void fail_async(const FailRequest& request, StatusCallback done);
+  /// extend() answered through `done`.
   virtual void extend_async(std::string_view key, Token token, std::chrono::milliseconds lease, StatusCallback done);
+  /// checkpoint() answered through `done`.
   virtual void checkpoint_async(std::string_view key, Token token, const Checkpoint& checkpoint, StatusCallback done);
+  /// get() answered through `done`.
   virtual void get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done);
+  /// remove() answered through `done`.
   virtual void remove_async(std::string_view key, ResultCallback<bool> done);
 
   /// wait_settled() blocks until the record at `key` is no longer PROCESSING
@@ -257,9 +308,13 @@ struct OpenOptions {
 /// kInvalidConfiguration. Declared here, defined by the idem::idem target,
 /// which links every enabled backend.
 ///
-///   auto store = idem::open_store("sqlite:///var/lib/app/idem.db", {.create_if_missing = false});
-///   if (!store && store.error().code() == idem::ErrorCode::kNotFound) { /* nothing at that path */ }
+/// @code
+/// auto store = idem::open_store("sqlite:///var/lib/app/idem.db", {.create_if_missing = false});
+/// if (!store && store.error().code() == idem::ErrorCode::kNotFound) { /* nothing at that path */ }
+/// @endcode
 Result<std::shared_ptr<Store>> open_store(std::string_view url);
+/// open_store() with explicit OpenOptions (the one-argument form uses the
+/// defaults: create_if_missing = true).
 Result<std::shared_ptr<Store>> open_store(std::string_view url, const OpenOptions& options);
 
 /// The default store URL when IDEM_STORE_URL is unset:
