@@ -1,26 +1,30 @@
 /// @file idem/core/handler.h
+/// @brief The wrapper pattern: idempotent_event_handler(),
+/// idempotent_async_event_handler() and process_with_idempotency().
 ///
-/// The wrapper pattern: idempotent_event_handler(handler, options) returns a
-/// handler that runs the original at most once per key and replays its result
-/// to duplicates; idempotent_async_event_handler() (below) does the same for
-/// handlers that finish later, without blocking. A handler that throws marks the record FAILED and the
-/// exception propagates, so the next delivery can run it again (or, for a
-/// TerminalError, every duplicate gets the stored error).
+/// idempotent_event_handler(handler, options) returns a handler that runs the
+/// original at most once per key and replays its result to duplicates;
+/// idempotent_async_event_handler() (below) does the same for handlers that
+/// finish later, without blocking. A handler that throws marks the record
+/// FAILED and the exception propagates, so the next delivery can run it again
+/// (or, for a TerminalError, every duplicate gets the stored error).
 ///
 /// A normal return always means "handled: ack the message". A duplicate whose
 /// original is still running waits (ProcessorOptions::wait_for_in_progress,
 /// kDefaultInProgressWait = 5 s unless set) and then either returns the
 /// original's result or throws EventInProgressError: never ack that one.
 ///
-///   auto handle = idem::idempotent_event_handler(
-///       [](const idem::Envelope& e) { return charge(e); },   // returns std::string
-///       {.processor = {.scope = "billing"}});
-///   try {
-///     std::optional<std::string> result = handle(envelope);  // cached on replays
-///     msg.ack();
-///   } catch (const idem::EventInProgressError&) {
-///     msg.nak_with_delay(std::chrono::seconds(5));  // the original still runs
-///   }
+/// @code
+/// auto handle = idem::idempotent_event_handler(
+///     [](const idem::Envelope& e) { return charge(e); },  // returns std::string
+///     {.processor = {.scope = "billing"}});
+/// try {
+///   std::optional<std::string> result = handle(envelope);  // cached on replays
+///   msg.ack();
+/// } catch (const idem::EventInProgressError&) {
+///   msg.nak_with_delay(std::chrono::seconds(5));  // the original still runs
+/// }
+/// @endcode
 #pragma once
 
 #include <exception>
@@ -36,7 +40,11 @@
 
 namespace idem {
 
+/// Options of the wrapper (idempotent_event_handler(),
+/// idempotent_async_event_handler(), process_with_idempotency()).
 struct HandlerOptions {
+  /// The guard's options: scope, key extractor, in-progress wait, heartbeat,
+  /// failure classifier, executor.
   ProcessorOptions processor{};
   /// true: a completed duplicate returns quietly. false: it throws
   /// DuplicateEventError. (An in-progress duplicate always throws
@@ -56,12 +64,17 @@ enum class Disposition : std::uint8_t {
   kUnprotected,  ///< store down, fail-open: the handler ran without a claim
 };
 
+/// What process_with_idempotency() did with one event.
 struct ProcessResult {
-  Disposition disposition = Disposition::kExecuted;
+  Disposition disposition = Disposition::kExecuted;  ///< how the event was handled
+  /// The handler's result, fresh or cached; nullopt for a replay when
+  /// return_cached_result is false.
   std::optional<std::string> result{};
   std::string key{};  ///< the store key the event was processed under
 };
 
+/// The handler shape process_with_idempotency() runs: returns the result to
+/// store (usually JSON). The wrapper adapts other shapes to it.
 using StringHandler = std::function<std::string(const Envelope&, ProcessingContext&)>;
 
 /// process_with_idempotency() runs `handler` once per key through `processor`
@@ -129,12 +142,16 @@ std::function<std::optional<std::string>(const Envelope&)> idempotent_event_hand
 /// StoreUnavailableError, LeaseLostError, ResultTooLargeError, or the
 /// handler's own exception).
 struct AsyncHandlerResult {
-  std::optional<std::string> result{};
-  std::exception_ptr error{};
+  std::optional<std::string> result{};               ///< fresh or cached result when there is no error
+  std::exception_ptr error{};                        ///< set when the synchronous wrapper would have thrown
   Disposition disposition = Disposition::kExecuted;  ///< meaningful when there is no error
   std::string key{};                                 ///< the store key, once known
 };
+/// Receives the AsyncHandlerResult of an asynchronous wrapper call, exactly
+/// once.
 using AsyncResultCallback = std::function<void(AsyncHandlerResult)>;
+/// What idempotent_async_event_handler() returns: call it with an envelope
+/// and a callback; it returns at once.
 using AsyncIdempotentHandler = std::function<void(const Envelope&, AsyncResultCallback)>;
 
 namespace detail {
@@ -170,15 +187,17 @@ AsyncIdempotentHandler make_async_idempotent_handler(IdempotentEventProcessor::A
 /// does not wait for an in-progress original: such a duplicate is an
 /// EventInProgressError at once (nak it with a delay).
 ///
-///   auto charge = idem::idempotent_async_event_handler(
-///       [&http](const idem::Envelope& e, idem::IdempotentEventProcessor::Completion done) {
-///         http.post_async("/charge", e.payload, [done](Response r) {
-///           if (r.ok()) done.succeed(r.body);
-///           else done.fail(std::make_exception_ptr(std::runtime_error(r.error)));
-///         });
-///       },
-///       {.processor = {.scope = "billing"}});
-///   charge(envelope, [msg](idem::AsyncHandlerResult r) { r.error ? msg.nak() : msg.ack(); });
+/// @code
+/// auto charge = idem::idempotent_async_event_handler(
+///     [&http](const idem::Envelope& e, idem::IdempotentEventProcessor::Completion done) {
+///       http.post_async("/charge", e.payload, [done](Response r) {
+///         if (r.ok()) done.succeed(r.body);
+///         else done.fail(std::make_exception_ptr(std::runtime_error(r.error)));
+///       });
+///     },
+///     {.processor = {.scope = "billing"}});
+/// charge(envelope, [msg](idem::AsyncHandlerResult r) { r.error ? msg.nak() : msg.ack(); });
+/// @endcode
 template <typename F>
 AsyncIdempotentHandler idempotent_async_event_handler(F handler, HandlerOptions options = {}) {
   return detail::make_async_idempotent_handler(detail::adapt_async_handler(std::move(handler)), std::move(options));

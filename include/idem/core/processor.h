@@ -1,4 +1,6 @@
 /// @file idem/core/processor.h
+/// @brief IdempotentEventProcessor, the guard pattern: a scoped claim with
+/// heartbeat, checkpoints and a verdict; also its asynchronous form.
 ///
 /// IdempotentEventProcessor is the guard pattern: process() claims the key and
 /// returns a ProcessingContext. Run your side effect only when
@@ -6,11 +8,13 @@
 /// scope without completing (early return, exception) marks the record FAILED
 /// (retryable), so the next delivery runs again.
 ///
-///   idem::IdempotentEventProcessor processor(checker, {.scope = "billing"});
-///   auto ctx = processor.process(envelope);
-///   if (ctx.is_duplicate()) return ctx.cached_result();
-///   ctx.checkpoint("charged", charge_id);   // a takeover resumes from here
-///   ctx.mark_completed(R"({"charge":"ch_1"})");
+/// @code
+/// idem::IdempotentEventProcessor processor(checker, {.scope = "billing"});
+/// auto ctx = processor.process(envelope);
+/// if (ctx.is_duplicate()) return ctx.cached_result();
+/// ctx.checkpoint("charged", charge_id);  // a takeover resumes from here
+/// ctx.mark_completed(R"({"charge":"ch_1"})");
+/// @endcode
 #pragma once
 
 #include <chrono>
@@ -52,10 +56,14 @@ class TerminalError : public std::runtime_error {
 /// but an EventInProgressError.
 class DuplicateEventError : public IdemError {
  public:
+  /// A kDuplicate error about `key`, whose original ended with `status` and
+  /// `cached_result`.
   DuplicateEventError(std::string key, ClaimStatus status, std::optional<std::string> cached_result);
+  /// The full store key of the duplicate.
   const std::string& key() const noexcept { return key_; }
   /// The claim status that made it a duplicate: kCompleted.
   ClaimStatus status() const noexcept { return status_; }
+  /// The original's stored result (whatever HandlerOptions::return_cached_result says).
   const std::optional<std::string>& cached_result() const noexcept { return cached_result_; }
 
  private:
@@ -71,15 +79,20 @@ class DuplicateEventError : public IdemError {
 /// (NATS: nak with a delay; HTTP: 409 Conflict with Retry-After). If the
 /// original dies, that redelivery is the only copy of the event left.
 ///
-///   try {
-///     handle(envelope);
-///     msg.ack();
-///   } catch (const idem::EventInProgressError& e) {
-///     msg.nak_with_delay(std::chrono::seconds(5));
-///   }
+/// @code
+/// try {
+///   handle(envelope);
+///   msg.ack();
+/// } catch (const idem::EventInProgressError& e) {
+///   msg.nak_with_delay(std::chrono::seconds(5));
+/// }
+/// @endcode
 class EventInProgressError : public IdemError {
  public:
+  /// A kInProgress error about `key`, after waiting `waited` for the
+  /// original whose record was last seen as `record`.
   EventInProgressError(std::string key, std::optional<IdempotencyRecord> record, std::chrono::milliseconds waited);
+  /// The full store key of the duplicate.
   const std::string& key() const noexcept { return key_; }
   /// The original's record as last seen (its owner's lease, its attempt).
   const std::optional<IdempotencyRecord>& record() const noexcept { return record_; }
@@ -93,11 +106,16 @@ class EventInProgressError : public IdemError {
 };
 
 /// FailureKind decides whether a handler error lets the next delivery retry.
-enum class FailureKind : std::uint8_t { kRetryable, kTerminal };
+enum class FailureKind : std::uint8_t {
+  kRetryable,  ///< FAILED, retryable: the next delivery runs the handler again
+  kTerminal,   ///< FAILED for good: the error is replayed to every duplicate
+};
 
 /// Classifies a handler's exception. The default: TerminalError → kTerminal,
 /// everything else → kRetryable.
 using FailureClassifier = std::function<FailureKind(const std::exception_ptr&)>;
+/// The default FailureClassifier: kTerminal for a TerminalError (or a
+/// subclass), kRetryable for anything else.
 FailureKind default_failure_classifier(const std::exception_ptr& error);
 
 /// kDefaultInProgressWait is how long the wrapper and process_with_idempotency()
@@ -113,6 +131,8 @@ inline constexpr std::chrono::milliseconds kDefaultInProgressWait = std::chrono:
 /// the task (the guard then fails the claim, retryable).
 using HandlerExecutor = std::function<void(std::function<void()>)>;
 
+/// Options of IdempotentEventProcessor, per handler; what is per store
+/// (TTL, lease, outage policy) is in CheckerOptions.
 struct ProcessorOptions {
   /// Replaces the checker's key scope when set (one scope per handler).
   std::optional<std::string> scope{};
@@ -162,7 +182,11 @@ struct ProcessorOptions {
 /// destructor fails an acquired, unfinished claim (retryable).
 class ProcessingContext {
  public:
+  /// Takes over the claim of `other`, which is left empty (only its
+  /// destruction is allowed).
   ProcessingContext(ProcessingContext&&) noexcept;
+  /// Settles this context's own claim first (as the destructor does), then
+  /// takes over the claim of the other one.
   ProcessingContext& operator=(ProcessingContext&&) noexcept;
   ProcessingContext(const ProcessingContext&) = delete;
   ProcessingContext& operator=(const ProcessingContext&) = delete;
@@ -173,25 +197,38 @@ class ProcessingContext {
   bool should_process() const noexcept;
   /// is_duplicate() is !should_process(): the key was seen before.
   bool is_duplicate() const noexcept { return !should_process(); }
+  /// The claim's answer: kAcquired when this worker runs the handler
+  /// (fail-open included), otherwise why not.
   ClaimStatus status() const noexcept;
+  /// How the key was acquired (new, takeover, retry); meaningful only when
+  /// should_process().
   AcquireKind acquire_kind() const noexcept;
+  /// True for a duplicate whose original still runs: never ack it, let it be
+  /// redelivered later.
   bool in_progress() const noexcept { return status() == ClaimStatus::kInProgress; }
+  /// True when this worker acquired the key by taking over an expired lease
+  /// (its previous owner died or hung): consider last_checkpoint().
   bool is_takeover() const noexcept;
   /// True when the store was down and the fail-open policy let this run
   /// without a claim: completion is not recorded.
   bool is_unprotected() const noexcept;
 
-  /// The cached result of a completed original, or the stored error of a
-  /// terminal failure.
+  /// The cached result of a completed original (status() kCompleted);
+  /// nullopt otherwise.
   const std::optional<std::string>& cached_result() const noexcept;
+  /// The stored error of a terminal failure (status() kFailed); nullopt
+  /// otherwise.
   const std::optional<std::string>& cached_error() const noexcept;
   /// The record found when not acquired.
   const std::optional<IdempotencyRecord>& record() const noexcept;
 
+  /// The full store key of the event.
   const std::string& key() const noexcept;
   /// The fencing token: pass it to downstream systems that reject stale
   /// writers. 0 when not acquired.
   Token token() const noexcept;
+  /// When acquired: 1 for a new key, then +1 per takeover or retry (0 under
+  /// fail-open). Not meaningful for duplicates.
   std::uint32_t attempt() const noexcept;
   /// The last checkpoint of an earlier attempt (takeover or retry).
   const std::optional<Checkpoint>& last_checkpoint() const noexcept;
@@ -223,9 +260,16 @@ class ProcessingContext {
   std::unique_ptr<detail::ContextState> state_;
 };
 
+/// The guard: claims an event's key, keeps the lease alive while the handler
+/// runs, and stores its verdict. Thread-safe; one processor per handler
+/// (scope), shared by all its threads.
 class IdempotentEventProcessor {
  public:
+  /// Uses `checker` with `options`. Throws ConfigurationError for a null
+  /// checker or invalid options (see ProcessorOptions::validate()).
   explicit IdempotentEventProcessor(std::shared_ptr<IdempotencyChecker> checker, ProcessorOptions options = {});
+  /// Contexts and asynchronous calls still in flight hold their own
+  /// reference to what they need, so they may outlive the processor.
   ~IdempotentEventProcessor();
   IdempotentEventProcessor(const IdempotentEventProcessor&) = delete;
   IdempotentEventProcessor& operator=(const IdempotentEventProcessor&) = delete;
@@ -281,6 +325,7 @@ class IdempotentEventProcessor {
   /// The handler: `envelope` is valid until the handler returns (copy what
   /// the work needs later); `ctx` until the Completion's verdict is stored.
   using AsyncHandler = std::function<void(const Envelope&, ProcessingContext&, Completion)>;
+  /// Receives the AsyncOutcome of process_async(), exactly once.
   using AsyncCallback = std::function<void(AsyncOutcome)>;
 
   /// process_async() claims the envelope's key without blocking, runs
@@ -306,16 +351,20 @@ class IdempotentEventProcessor {
   /// (through extend_async) while the handler runs.
   void process_async(const Envelope& envelope, AsyncHandler handler, AsyncCallback on_done);
 
+  /// The options given at construction.
   const ProcessorOptions& options() const noexcept { return options_; }
+  /// The checker every call goes through.
   const std::shared_ptr<IdempotencyChecker>& checker() const noexcept { return checker_; }
+  /// What a handler's exception means under this processor's classifier
+  /// (ProcessorOptions::classify_failure or default_failure_classifier).
   FailureKind classify(const std::exception_ptr& error) const;
 
  private:
   friend struct detail::GuardAccess;
   std::shared_ptr<IdempotencyChecker> checker_{};
   ProcessorOptions options_{};
-  /// What every context of this processor shares (checker, key options,
-  /// heartbeat, classifier, executor): one reference per event, not five.
+  // What every context of this processor shares (checker, key options,
+  // heartbeat, classifier, executor): one reference per event, not five.
   std::shared_ptr<const detail::ProcessorCore> core_{};
 };
 
