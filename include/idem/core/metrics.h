@@ -1,14 +1,17 @@
 /// @file idem/core/metrics.h
+/// @brief MetricsRegistry: Prometheus metrics of everything Idem does.
 ///
 /// MetricsRegistry is an Observer that counts what Idem does and renders it in
 /// the Prometheus text exposition format (version 0.0.4). Hand it to the
 /// checker and serve render() from your /metrics endpoint (or use
 /// idem/integrations/metrics_http.h):
 ///
-///   auto metrics = std::make_shared<idem::MetricsRegistry>(idem::MetricsOptions{.store = "redis"});
-///   auto checker = idem::IdempotencyChecker::from_url(url, {.observer = metrics}).value();
-///   ...
-///   std::string body = metrics->render();   // text/plain; version=0.0.4
+/// @code
+/// auto metrics = std::make_shared<idem::MetricsRegistry>(idem::MetricsOptions{.store = "redis"});
+/// auto checker = idem::IdempotencyChecker::from_url(url, {.observer = metrics}).value();
+/// ...
+/// std::string body = metrics->render();  // text/plain; version=0.0.4
+/// @endcode
 ///
 /// Counting is cheap enough for every event: counters are striped atomics (a
 /// thread increments its own cache line, no lock), and a label set is resolved
@@ -16,6 +19,8 @@
 /// first event of a new scope take a lock.
 ///
 /// Families (all prefixed by MetricsOptions::prefix, "idem_" by default):
+///
+/// @verbatim
 ///   claims_total{scope,store}                      decided claims
 ///   new_total / takeovers_total / retries_total    acquired claims, by kind
 ///   duplicates_total{scope,store,state}            state: completed|in_progress|failed
@@ -35,6 +40,9 @@
 ///   processing_lease_expired_records{store}        gauge: PROCESSING, lease run out
 ///   processing_lease_expired_max_seconds{store}    gauge: the longest-expired lease
 ///   store_snapshot_timestamp_seconds{store}        gauge: when the snapshot was taken
+/// @endverbatim
+///
+/// docs/monitoring.md explains each family, the dashboard and the alerts.
 #pragma once
 
 #include <chrono>
@@ -48,6 +56,7 @@
 
 namespace idem {
 
+/// Options of MetricsRegistry.
 struct MetricsOptions {
   /// Value of the `store` label on the outcome counters and the handler
   /// histogram (which the Observer interface reports without a store). Empty:
@@ -67,9 +76,9 @@ struct MetricsOptions {
 /// no live process will ever report. snapshot_store() (store_metrics.h) takes
 /// one; set_store_snapshot() exports it.
 struct StoreSnapshot {
-  std::uint64_t processing = 0;
-  std::uint64_t completed = 0;
-  std::uint64_t failed = 0;
+  std::uint64_t processing = 0;  ///< live PROCESSING records, running or stuck
+  std::uint64_t completed = 0;   ///< live COMPLETED records
+  std::uint64_t failed = 0;      ///< live FAILED records
   /// Age of the oldest PROCESSING record (since first seen); 0 when none.
   std::chrono::milliseconds oldest_processing_age{0};
   /// PROCESSING records whose lease has run out: their worker died or hung,
@@ -85,14 +94,20 @@ namespace detail {
 struct MetricsState;
 }  // namespace detail
 
+/// An Observer that counts claims, outcomes, store calls and latencies and
+/// renders them for Prometheus (families in the file comment). Thread-safe;
+/// one registry per process, or per store (see MetricsOptions::store).
 class MetricsRegistry final : public Observer {
  public:
+  /// An empty registry. Throws std::invalid_argument for an invalid prefix,
+  /// or bucket bounds that are not finite, positive and strictly ascending.
   explicit MetricsRegistry(MetricsOptions options = {});
   ~MetricsRegistry() override;
   MetricsRegistry(const MetricsRegistry&) = delete;
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
-  /// --- Observer ---------------------------------------------------------
+  // --- Observer ---------------------------------------------------------
+
   void on_store_call(std::string_view store_kind, StoreOp op, std::chrono::nanoseconds latency,
                      const Error* error) override;
   void on_claim(const ClaimObservation& observation) override;

@@ -1,4 +1,6 @@
 /// @file idem/core/observer.h
+/// @brief Observer: the hook through which metrics, tracing and logging see
+/// every claim, store call and handler.
 ///
 /// Observer is how metrics, tracing and logging see what Idem does. The
 /// checker, guard and wrapper call it after the store answered and never while
@@ -23,14 +25,27 @@
 namespace idem {
 
 /// StoreOp names a store call for latency and error accounting.
-enum class StoreOp : std::uint8_t { kClaim, kClaimMany, kComplete, kFail, kExtend, kCheckpoint, kGet, kRemove };
+enum class StoreOp : std::uint8_t {
+  kClaim,       ///< Store::claim()
+  kClaimMany,   ///< Store::claim_many()
+  kComplete,    ///< Store::complete()
+  kFail,        ///< Store::fail()
+  kExtend,      ///< Store::extend() (heartbeats included)
+  kCheckpoint,  ///< Store::checkpoint()
+  kGet,         ///< Store::get()
+  kRemove,      ///< Store::remove()
+};
+/// The lower-case name of `op` ("claim", "claim_many", ...), the `op` label of
+/// the metrics.
 std::string_view to_string(StoreOp op) noexcept;
 
+/// What Observer::on_claim() is told about one decided (or failed) claim.
+/// The views are valid only during the call.
 struct ClaimObservation {
-  std::string_view scope{};
-  std::string_view key{};
-  std::string_view event_id{};
-  std::string_view event_type{};
+  std::string_view scope{};               ///< the key scope; empty when none
+  std::string_view key{};                 ///< the full store key
+  std::string_view event_id{};            ///< Envelope::event_id
+  std::string_view event_type{};          ///< Envelope::event_type; may be empty
   const ClaimOutcome* outcome = nullptr;  ///< null when the store failed
 };
 
@@ -42,17 +57,28 @@ enum class HandlerOutcome : std::uint8_t {
   kLeaseLost,        ///< a newer owner took over; nothing stored
   kAbandoned,        ///< guard left without completion: FAILED, retryable
 };
+/// "completed", "failed_retryable", "failed_terminal", "lease_lost" or
+/// "abandoned".
 std::string_view to_string(HandlerOutcome outcome) noexcept;
 
 /// SpanScope is an open tracing span; ending it is destroying it.
 class SpanScope {
  public:
   virtual ~SpanScope() = default;
+  /// Sets a string attribute (names: idem::trace). The views are valid only
+  /// during the call: copy them.
   virtual void set_attribute(std::string_view name, std::string_view value) = 0;
+  /// Sets an integer attribute (idem.attempt, idem.token, ...).
   virtual void set_attribute(std::string_view name, std::int64_t value) = 0;
+  /// Marks the span as failed with `message` (e.g. OpenTelemetry status
+  /// Error).
   virtual void set_error(std::string_view message) = 0;
 };
 
+/// The interface metrics, tracing and logging implement to see what Idem
+/// does; see the file comment for threads. MetricsRegistry, LoggingObserver,
+/// TracingObserver and CompositeObserver implement it; give one to
+/// CheckerOptions::observer.
 class Observer {
  public:
   virtual ~Observer() = default;

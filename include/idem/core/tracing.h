@@ -1,4 +1,6 @@
 /// @file idem/core/tracing.h
+/// @brief Span and attribute names, a Tracer adapter, a logging observer and
+/// CompositeObserver.
 ///
 /// Tracing and structured logging on top of the Observer interface
 /// (observer.h): span and attribute names, a Tracer adapter for your tracing
@@ -11,17 +13,19 @@
 /// (messaging.message.id, messaging.system, messaging.operation, error.type),
 /// and are ours otherwise (idem.outcome, idem.attempt, idem.token, idem.key).
 ///
-///   // Metrics, plus a log line per outcome on stderr (logfmt):
-///   auto metrics = std::make_shared<idem::MetricsRegistry>();
-///   auto logs = std::make_shared<idem::LoggingObserver>();
-///   auto observer = std::make_shared<idem::CompositeObserver>(
-///       std::vector<std::shared_ptr<idem::Observer>>{metrics, logs});
-///   auto checker = idem::IdempotencyChecker::from_url(url, {.observer = observer}).value();
+/// @code
+/// // Metrics, plus a log line per outcome on stderr (logfmt):
+/// auto metrics = std::make_shared<idem::MetricsRegistry>();
+/// auto logs = std::make_shared<idem::LoggingObserver>();
+/// auto observer = std::make_shared<idem::CompositeObserver>(
+///     std::vector<std::shared_ptr<idem::Observer>>{metrics, logs});
+/// auto checker = idem::IdempotencyChecker::from_url(url, {.observer = observer}).value();
 ///
-///   // Your tracing library: implement Tracer, wrap it.
-///   class OtelTracer : public idem::Tracer { ... };
-///   auto traced = std::make_shared<idem::TracingObserver>(std::make_shared<OtelTracer>(),
-///                                                         idem::TracingOptions{.messaging_system = "kafka"});
+/// // Your tracing library: implement Tracer, wrap it.
+/// class OtelTracer : public idem::Tracer { ... };
+/// auto traced = std::make_shared<idem::TracingObserver>(std::make_shared<OtelTracer>(),
+///                                                       idem::TracingOptions{.messaging_system = "kafka"});
+/// @endcode
 #pragma once
 
 #include <cstdint>
@@ -36,30 +40,49 @@
 
 namespace idem {
 
-// Span and attribute names. Use these rather than literals so that every
-// Idem span looks the same in the tracing backend.
+/// Span and attribute names. Use these rather than literals so that every
+/// Idem span looks the same in the tracing backend.
 namespace trace {
-/// Span names.
+// Span names.
+
+/// The claim of an event's key (one store call).
 inline constexpr std::string_view kSpanClaim = "idem.claim";
+/// The handler's run, from acquisition to its verdict (guard and wrapper).
 inline constexpr std::string_view kSpanHandler = "idem.handler";
+/// The write of a handler's result (Store::complete()).
 inline constexpr std::string_view kSpanComplete = "idem.complete";
 
-/// OpenTelemetry semantic conventions (messaging, general).
-inline constexpr std::string_view kMessagingSystem = "messaging.system";         // "kafka", "nats", "http"...
-inline constexpr std::string_view kMessagingMessageId = "messaging.message.id";  // the event id
-inline constexpr std::string_view kMessagingOperation = "messaging.operation";   // "process"
-inline constexpr std::string_view kMessagingDestination = "messaging.destination.name";
-inline constexpr std::string_view kErrorType = "error.type";  // an ErrorCode name or exception type
+// OpenTelemetry semantic conventions (messaging, general).
 
-/// Idem's own.
-inline constexpr std::string_view kOutcome = "idem.outcome";       // see outcome_name()
-inline constexpr std::string_view kAttempt = "idem.attempt";       // int: 1 for the first claim
-inline constexpr std::string_view kToken = "idem.token";           // int: the fencing token
-inline constexpr std::string_view kKey = "idem.key";               // the full store key
-inline constexpr std::string_view kScope = "idem.scope";           // the handler scope
-inline constexpr std::string_view kStore = "idem.store";           // the store kind
-inline constexpr std::string_view kEventType = "idem.event_type";  // Envelope::event_type
-inline constexpr std::string_view kLatencyMs = "idem.latency_ms";  // logs only: duration
+/// The messaging system: "kafka", "nats", "http", ... (TracingOptions::messaging_system).
+inline constexpr std::string_view kMessagingSystem = "messaging.system";
+/// The event id (Envelope::event_id).
+inline constexpr std::string_view kMessagingMessageId = "messaging.message.id";
+/// Always "process" on Idem's spans.
+inline constexpr std::string_view kMessagingOperation = "messaging.operation";
+/// The subject or topic the message came from (set by the NATS consumer).
+inline constexpr std::string_view kMessagingDestination = "messaging.destination.name";
+/// An ErrorCode name (to_string(ErrorCode)) or a handler outcome name.
+inline constexpr std::string_view kErrorType = "error.type";
+
+// Idem's own.
+
+/// The outcome of a claim or a handler: see outcome_name().
+inline constexpr std::string_view kOutcome = "idem.outcome";
+/// Integer: the claim's attempt, 1 for the first.
+inline constexpr std::string_view kAttempt = "idem.attempt";
+/// Integer: the fencing token of an acquired claim.
+inline constexpr std::string_view kToken = "idem.token";
+/// The full store key (logs: only with LoggingOptions::include_keys).
+inline constexpr std::string_view kKey = "idem.key";
+/// The handler's key scope, when it has one.
+inline constexpr std::string_view kScope = "idem.scope";
+/// The store kind, e.g. "redis" (TracingOptions::store).
+inline constexpr std::string_view kStore = "idem.store";
+/// Envelope::event_type, when set.
+inline constexpr std::string_view kEventType = "idem.event_type";
+/// Logs only: the duration of a store call or handler, in milliseconds.
+inline constexpr std::string_view kLatencyMs = "idem.latency_ms";
 
 /// outcome_name() is the value of idem.outcome for a claim: "new", "takeover",
 /// "retry", "duplicate_completed", "duplicate_in_progress",
@@ -88,6 +111,7 @@ class Tracer {
   virtual std::unique_ptr<SpanScope> start_span(std::string_view name) = 0;
 };
 
+/// Options of TracingObserver: attributes set on every span.
 struct TracingOptions {
   /// messaging.system on every span; empty: not set.
   std::string messaging_system{};
@@ -100,6 +124,7 @@ struct TracingOptions {
 /// "process", idem.store). Everything else it leaves to the caller.
 class TracingObserver final : public Observer {
  public:
+  /// Forwards to `tracer`; a null tracer traces nothing.
   TracingObserver(std::shared_ptr<Tracer> tracer, TracingOptions options = {});
   std::unique_ptr<SpanScope> start_span(std::string_view name) override;
 
@@ -108,9 +133,18 @@ class TracingObserver final : public Observer {
   TracingOptions options_;
 };
 
-enum class LogLevel : std::uint8_t { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
+/// Severity of a LoggingObserver line, in increasing order.
+enum class LogLevel : std::uint8_t {
+  kDebug = 0,  ///< routine outcomes: new claims, replays, completions
+  kInfo = 1,   ///< worth knowing: takeovers, retries, in-progress and failed duplicates
+  kWarn = 2,   ///< needs a look: mismatches, handler failures, lease lost, store errors
+  kError = 3,  ///< fail-open executions
+  kOff = 4,    ///< as LoggingOptions::min_level: log nothing
+};
+/// "debug", "info", "warn", "error" or "off".
 std::string_view to_string(LogLevel level) noexcept;
 
+/// The line format of LoggingObserver.
 enum class LogFormat : std::uint8_t {
   kLogfmt,  ///< ts=... level=info msg="idem claim" idem.outcome=new ...
   kJson,    ///< {"ts":"...","level":"info","msg":"idem claim","idem.outcome":"new",...}
@@ -119,7 +153,9 @@ enum class LogFormat : std::uint8_t {
 /// A log line, without a trailing newline, and its level.
 using LogSink = std::function<void(LogLevel level, std::string_view line)>;
 
+/// Options of LoggingObserver.
 struct LoggingOptions {
+  /// logfmt (default) or one JSON object per line.
   LogFormat format = LogFormat::kLogfmt;
   /// Lines below this level are not even formatted. kOff disables the
   /// observer (a single comparison per call).
@@ -138,12 +174,16 @@ struct LoggingOptions {
 };
 
 /// LoggingObserver writes one structured line per outcome:
-///   debug  new claims, completed-duplicate replays, handler completions
-///   info   takeovers, retries, in-progress and failed duplicates
-///   warn   mismatches, handler failures, lease lost, store errors
-///   error  fail-open executions (the handler ran unprotected)
+///
+/// | level | lines                                                        |
+/// |-------|--------------------------------------------------------------|
+/// | debug | new claims, completed-duplicate replays, handler completions |
+/// | info  | takeovers, retries, in-progress and failed duplicates        |
+/// | warn  | mismatches, handler failures, lease lost, store errors       |
+/// | error | fail-open executions (the handler ran unprotected)           |
 class LoggingObserver final : public Observer {
  public:
+  /// Logs as `options` say (by default: logfmt, info and above, stderr).
   explicit LoggingObserver(LoggingOptions options = {});
 
   void on_store_call(std::string_view store_kind, StoreOp op, std::chrono::nanoseconds latency,
@@ -153,6 +193,7 @@ class LoggingObserver final : public Observer {
   void on_fail_open(std::string_view scope, const Error& error) override;
   std::unique_ptr<SpanScope> start_span(std::string_view name) override;
 
+  /// The options given at construction.
   const LoggingOptions& options() const noexcept { return options_; }
 
  private:
@@ -165,6 +206,7 @@ class LoggingObserver final : public Observer {
 /// attributes to all of them (null when none traces).
 class CompositeObserver final : public Observer {
  public:
+  /// Fans out to `observers`, in this order; null entries are dropped.
   explicit CompositeObserver(std::vector<std::shared_ptr<Observer>> observers);
 
   void on_store_call(std::string_view store_kind, StoreOp op, std::chrono::nanoseconds latency,
