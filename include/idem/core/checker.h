@@ -219,7 +219,7 @@ class IdempotencyChecker {
   struct Health {
     bool reachable = false;                        ///< the store answered ping()
     std::chrono::microseconds round_trip{0};       ///< how long ping() took, answered or not
-    std::string store_kind{};                      ///< Store::kind(), e.g. "redis"
+    std::string store_kind{};                      ///< Store::kind(), such as "redis"
     std::string detail{};                          ///< the error when unreachable
     CircuitState circuit = CircuitState::kClosed;  ///< the store's circuit breaker position
   };

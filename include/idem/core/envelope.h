@@ -27,7 +27,7 @@ struct Envelope {
   std::string event_id{};     ///< Required, non-empty; the key when idempotency_key is unset.
   std::string event_type{};   ///< Optional; recorded with the claim and shown in logs and traces.
   std::string source{};       ///< Optional producer name; carried along, not interpreted.
-  std::string occurred_at{};  ///< RFC 3339 when present, e.g. "2026-11-28T07:49:58Z".
+  std::string occurred_at{};  ///< RFC 3339 when present, like "2026-11-28T07:49:58Z".
   /// The payload as JSON text, "{}" when absent. parse() and
   /// set_payload_json() store it canonical (object keys sorted, no
   /// whitespace); a payload assigned by hand may be spaced or ordered any
@@ -36,7 +36,7 @@ struct Envelope {
   /// Free-form string attributes (JSON: an object of strings); carried
   /// along, not part of the key or the fingerprint.
   std::map<std::string, std::string> metadata{};
-  /// The key to deduplicate on, when it is not the event id (e.g. the
+  /// The key to deduplicate on, when it is not the event id (such as the
   /// client's Idempotency-Key). parse() refuses an empty one.
   std::optional<std::string> idempotency_key{};
 
@@ -69,7 +69,7 @@ struct Envelope {
   Status set_payload_json(std::string_view json);
 };
 
-/// True when `text` is an RFC 3339 date-time, e.g.
+/// True when `text` is an RFC 3339 date-time such as
 /// "2026-11-28T07:49:58.123+01:00" (the check parse() applies to occurred_at).
 bool is_rfc3339(std::string_view text) noexcept;
 

@@ -54,7 +54,7 @@ enum class ErrorCode : std::uint8_t {
   kInProgress,
 };
 
-/// Returns the stable lower-case name of `code`, e.g. "unavailable".
+/// Returns the stable lower-case name of `code`, such as "unavailable".
 std::string_view to_string(ErrorCode code) noexcept;
 
 /// Error is a code plus a human-readable message that says what happened and,
@@ -121,7 +121,7 @@ class [[nodiscard]] Result {
 
   /// The error. Only valid when !ok() (undefined otherwise: check first).
   const Error& error() const& { return std::get<1>(state_); }
-  /// Moves the error out, e.g. to return it from a function with another
+  /// Moves the error out, for instance to return it from a function with another
   /// Result type. Only valid when !ok().
   Error&& error() && { return std::get<1>(std::move(state_)); }
 
@@ -143,7 +143,7 @@ class [[nodiscard]] Status {
   explicit operator bool() const noexcept { return ok_; }
   /// The error. Only meaningful when !ok().
   const Error& error() const& { return error_; }
-  /// Moves the error out, e.g. to return it as a Result<T>. Only meaningful
+  /// Moves the error out, for instance to return it as a Result<T>. Only meaningful
   /// when !ok().
   Error&& error() && { return std::move(error_); }
   /// Throws the matching idem exception when not ok.
@@ -164,7 +164,7 @@ inline Status ok_status() { return {}; }
 /// IdemError is the base of every exception Idem throws.
 class IdemError : public std::runtime_error {
  public:
-  /// Wraps `error`; what() is Error::to_string(), e.g.
+  /// Wraps `error`; what() is Error::to_string(), such as
   /// "unavailable: redis: connection refused".
   explicit IdemError(Error error);
   /// The code of the wrapped error.

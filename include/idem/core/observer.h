@@ -70,7 +70,7 @@ class SpanScope {
   virtual void set_attribute(std::string_view name, std::string_view value) = 0;
   /// Sets an integer attribute (idem.attempt, idem.token, ...).
   virtual void set_attribute(std::string_view name, std::int64_t value) = 0;
-  /// Marks the span as failed with `message` (e.g. OpenTelemetry status
+  /// Marks the span as failed with `message` (in OpenTelemetry: status
   /// Error).
   virtual void set_error(std::string_view message) = 0;
 };

@@ -19,7 +19,7 @@ namespace idem {
 using Timestamp = std::chrono::sys_time<std::chrono::milliseconds>;
 
 /// format_rfc3339() writes `time` as UTC with milliseconds,
-/// e.g. "2026-11-28T07:49:58.123Z".
+/// like "2026-11-28T07:49:58.123Z".
 std::string format_rfc3339(Timestamp time);
 
 /// Fencing token: strictly increasing per key across every life of the key.
@@ -42,8 +42,8 @@ std::optional<ProcessingStatus> parse_status(std::string_view text) noexcept;
 /// ClaimOutcome::checkpoint and can resume from there instead of redoing
 /// side effects that already happened.
 struct Checkpoint {
-  std::string name{};  ///< the step reached, e.g. "charged"
-  std::string data{};  ///< what resuming needs, e.g. the charge id; opaque to Idem
+  std::string name{};  ///< the step reached, such as "charged"
+  std::string data{};  ///< what resuming needs (the charge id, say); opaque to Idem
   friend bool operator==(const Checkpoint&, const Checkpoint&) = default;
 };
 

@@ -77,7 +77,7 @@ inline constexpr std::string_view kToken = "idem.token";
 inline constexpr std::string_view kKey = "idem.key";
 /// The handler's key scope, when it has one.
 inline constexpr std::string_view kScope = "idem.scope";
-/// The store kind, e.g. "redis" (TracingOptions::store).
+/// The store kind, such as "redis" (TracingOptions::store).
 inline constexpr std::string_view kStore = "idem.store";
 /// Envelope::event_type, when set.
 inline constexpr std::string_view kEventType = "idem.event_type";
