@@ -90,9 +90,9 @@ struct Claim {
 };
 
 /// The manual API over one store: builds keys, claims them, and writes the
-/// verdicts, reporting every call to CheckerOptions::observer. Thread-safe
-/// and stateless apart from its options: share one instance (usually through
-/// a std::shared_ptr) between all threads.
+/// verdicts, reporting every call to CheckerOptions::observer. Thread-safe:
+/// share one instance (usually through a std::shared_ptr) between all
+/// threads.
 class IdempotencyChecker {
  public:
   /// Uses `store` with `options`. Throws ConfigurationError for a null store

@@ -182,8 +182,8 @@ struct ProcessorOptions {
 /// destructor fails an acquired, unfinished claim (retryable).
 class ProcessingContext {
  public:
-  /// Takes over the claim of `other`, which is left empty (only its
-  /// destruction is allowed).
+  /// Takes over the claim of the other context, which is left empty: only
+  /// destroying it or assigning to it is allowed afterwards.
   ProcessingContext(ProcessingContext&&) noexcept;
   /// Settles this context's own claim first (as the destructor does), then
   /// takes over the claim of the other one.
