@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "conformance/async_as_sync.h"
 #include "conformance/store_contract.h"
 #include "idem/stores/redis.h"
 #include "integration/redis_support.h"
@@ -194,3 +195,10 @@ TEST(RedisCluster, FollowsAskDuringMigrationAndMovedAfterIt) {
 }  // namespace
 
 INSTANTIATE_STORE_CONTRACT(RedisCluster, cluster_fixture());
+
+// The same suite through the asynchronous API (each call is *_async + wait).
+StoreFixture cluster_fixture_async() {
+  StoreFixture sync = cluster_fixture();
+  return StoreFixture{sync.name + "Async", [make = sync.make] { return idem::conformance::async_as_sync(make()); }};
+}
+INSTANTIATE_STORE_CONTRACT(RedisClusterAsync, cluster_fixture_async());

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "conformance/async_as_sync.h"
 #include "conformance/store_contract.h"
 #include "idem/stores/redis.h"
 #include "integration/redis_support.h"
@@ -203,3 +204,10 @@ TEST(RedisSentinel, UnknownMasterNameIsUnavailable) {
 }  // namespace
 
 INSTANTIATE_STORE_CONTRACT(RedisSentinel, sentinel_fixture());
+
+// The same suite through the asynchronous API (each call is *_async + wait).
+StoreFixture sentinel_fixture_async() {
+  StoreFixture sync = sentinel_fixture();
+  return StoreFixture{sync.name + "Async", [make = sync.make] { return idem::conformance::async_as_sync(make()); }};
+}
+INSTANTIATE_STORE_CONTRACT(RedisSentinelAsync, sentinel_fixture_async());

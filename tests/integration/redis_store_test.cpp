@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "conformance/async_as_sync.h"
 #include "conformance/store_contract.h"
 #include "idem/core/key.h"
 #include "idem/stores/redis.h"
@@ -337,6 +338,13 @@ TEST(RedisStoreUrl, ParsesEveryForm) {
 }  // namespace
 
 INSTANTIATE_STORE_CONTRACT(Redis, redis_fixture());
+
+// The same suite through the asynchronous API (each call is *_async + wait).
+StoreFixture redis_fixture_async() {
+  StoreFixture sync = redis_fixture();
+  return StoreFixture{sync.name + "Async", [make = sync.make] { return idem::conformance::async_as_sync(make()); }};
+}
+INSTANTIATE_STORE_CONTRACT(RedisAsync, redis_fixture_async());
 
 namespace {
 

@@ -3,6 +3,7 @@
 // the whole contract suite, plus certificate verification failures.
 #include <gtest/gtest.h>
 
+#include "conformance/async_as_sync.h"
 #include "conformance/store_contract.h"
 #include "idem/stores/redis.h"
 #include "integration/redis_support.h"
@@ -143,3 +144,10 @@ TEST(RedisTls, LargeValuesCrossManyTlsRecords) {
 }  // namespace
 
 INSTANTIATE_STORE_CONTRACT(RedisTls, tls_fixture());
+
+// The same suite through the asynchronous API (each call is *_async + wait).
+StoreFixture tls_fixture_async() {
+  StoreFixture sync = tls_fixture();
+  return StoreFixture{sync.name + "Async", [make = sync.make] { return idem::conformance::async_as_sync(make()); }};
+}
+INSTANTIATE_STORE_CONTRACT(RedisTlsAsync, tls_fixture_async());
