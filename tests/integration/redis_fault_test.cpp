@@ -206,7 +206,10 @@ TEST_F(RedisFault, GuardNeverRunsAHandlerWithoutAClaimAcrossACrash) {
   }
   std::this_thread::sleep_for(300ms);
   server->process().kill();
-  std::this_thread::sleep_for(300ms);
+  // Longer than the guard's own completion retries (50 + 100 + 200 ms of
+  // backoff): a worker caught in mark_completed at the kill must come back
+  // to process() while Redis is still down.
+  std::this_thread::sleep_for(800ms);
   ASSERT_TRUE(server->process().restart(&err)) << err;
   std::this_thread::sleep_for(300ms);
   stop.store(true);

@@ -110,6 +110,8 @@ void Connection::finish_connect(Result<std::unique_ptr<Socket>> socket) {
     } else {
       socket_ = std::move(*socket);
       reader_ = std::make_unique<ReplyReader>();
+      armed_ = false;
+      last_io_ = Clock::now();
       wbuf_.clear();
       wpos_ = 0;
       written_ = appended_ - out_.size();
@@ -223,11 +225,22 @@ void Connection::complete_all(std::vector<Request*>& done) {
   done.clear();
 }
 
-void Connection::release_if_idle() {
-  if (!inflight_.empty() || wpos_ < wbuf_.size() || socket_->has_pending()) return;
+bool Connection::release_if_idle() {
+  if (!inflight_.empty() || wpos_ < wbuf_.size() || socket_->has_pending()) return false;
   std::lock_guard lock(mutex_);
-  if (queued_head_ == nullptr && out_.empty() && reset_reason_.empty()) owner_ = Owner::kNone;
+  if (queued_head_ != nullptr || !out_.empty() || !reset_reason_.empty()) return false;
+  owner_ = Owner::kNone;
   update_hint_locked();
+  return true;
+}
+
+void Connection::arm_if_owned() {
+  const bool want_write = wpos_ < wbuf_.size() || socket_->has_pending();
+  std::lock_guard lock(mutex_);
+  if (armed_ && armed_write_ == want_write) return;
+  armed_ = true;
+  armed_write_ = want_write;
+  loop_.arm(socket_->fd(), this, want_write);
 }
 
 void Connection::loop_io(bool read) {
@@ -245,17 +258,19 @@ void Connection::loop_io(bool read) {
     take_queued();
     ok = write_nonblocking(failure);
   }
+  if (read) last_io_ = Clock::now();
   complete_all(done);
   if (!ok) {
     fail_connection(failure, nullptr);
     return;
   }
-  release_if_idle();
+  if (!release_if_idle()) arm_if_owned();
 }
 
 void Connection::on_ready(std::uint32_t events) {
   {
     std::lock_guard lock(mutex_);
+    armed_ = false;  // one-shot: this was it
     if (state_ != State::kReady || owner_ == Owner::kDirect) return;
     // Readable while idle: the server closed it, or sent something unasked.
     if (owner_ == Owner::kNone) owner_ = Owner::kLoop;
@@ -301,6 +316,13 @@ void Connection::drive(void* request) {
   std::array<char, 16 * 1024> buf;  // NOLINT(cppcoreguidelines-pro-type-member-init): filled by read_some
   bool ok = true;
   take_queued();
+  // A connection idle for a while may have been closed by the server (a
+  // restart, a client timeout): find out before sending, while a failure
+  // still means "not executed" and the request may be retried.
+  if (Clock::now() - last_io_ > std::chrono::seconds(1) && socket_->peer_closed()) {
+    fail_connection({Failure::kReset, socket_->peer() + " closed the idle connection"}, mine);
+    return;
+  }
   for (;;) {
     if (wpos_ < wbuf_.size() || socket_->has_pending()) {
       if (!socket_->write_all(std::string_view(wbuf_).substr(wpos_), mine->deadline_, failure)) {
@@ -316,7 +338,7 @@ void Connection::drive(void* request) {
       break;
     }
     if (!done.empty()) break;  // ours: it was first in line
-    const std::size_t n = socket_->read_some(buf.data(), buf.size(), mine->deadline_, failure);
+    const std::size_t n = socket_->read_some(buf.data(), buf.size(), mine->deadline_, failure, /*expect_wait=*/true);
     if (n == 0) {
       if (failure.failure == Failure::kTimeout) {
         failure.detail = "no answer from " + socket_->peer() + " within the command timeout";
@@ -324,6 +346,7 @@ void Connection::drive(void* request) {
       ok = false;
       break;
     }
+    last_io_ = Clock::now();
     if (!reader_->feed(buf.data(), n)) {
       failure = {Failure::kProtocol, "out of memory reading replies from " + socket_->peer()};
       ok = false;
@@ -377,6 +400,7 @@ void Connection::fail_connection(const IoFailure& failure, const Request* inline
     written_ = appended_;
     if (socket_) loop_.unwatch(socket_->fd());
     old_socket = std::move(socket_);
+    armed_ = false;
     reader_.reset();
     if (state_ != State::kClosed) state_ = State::kDisconnected;
     update_hint_locked();

@@ -131,8 +131,13 @@ class Connection final : public EventLoop::Handler, public DirectDriver {
   // once that request is complete (the rest stays buffered).
   bool parse_replies(std::vector<Request*>& done, const Request* stop_after, IoFailure& failure);
   void loop_io(bool read);
+  // arm_if_owned() asks the loop for the socket's next event while the loop
+  // still owns the connection (owner: loop thread).
+  void arm_if_owned();
   void fail_connection(const IoFailure& failure, const Request* inline_request);
-  void release_if_idle();
+  // release_if_idle() gives the connection up when nothing is left to do;
+  // true when it did.
+  bool release_if_idle();
   void complete_all(std::vector<Request*>& done);
 
   EventLoop& loop_;
@@ -158,6 +163,8 @@ class Connection final : public EventLoop::Handler, public DirectDriver {
   std::uint64_t appended_ = 0;  // stream bytes appended so far
   bool read_needed_ = false;    // handed over by a caller: buffered replies wait
   std::string reset_reason_;    // non-empty: close at the next chance
+  bool armed_ = false;          // a one-shot epoll notification is pending
+  bool armed_write_ = false;    // ... and it includes writability
   std::unique_ptr<Socket> socket_;
   std::unique_ptr<ReplyReader> reader_;
 
@@ -166,6 +173,7 @@ class Connection final : public EventLoop::Handler, public DirectDriver {
   std::string wbuf_;
   std::size_t wpos_ = 0;
   std::uint64_t written_ = 0;  // stream bytes the socket took
+  Deadline last_io_{};         // the last read: an idle connection is checked before use
 };
 
 }  // namespace idem::redis_detail

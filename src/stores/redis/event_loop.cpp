@@ -65,9 +65,16 @@ EventLoop::~EventLoop() {
 
 void EventLoop::watch(int fd, Handler* handler) {
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = EPOLLONESHOT;  // disarmed: nothing is reported until arm()
   ev.data.ptr = handler;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void EventLoop::arm(int fd, Handler* handler, bool want_write) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT | (want_write ? EPOLLOUT : 0U);
+  ev.data.ptr = handler;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
 }
 
 void EventLoop::unwatch(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }

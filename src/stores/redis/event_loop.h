@@ -55,9 +55,14 @@ class EventLoop {
     return std::this_thread::get_id() == thread_id_.load(std::memory_order_acquire);
   }
 
-  // watch() registers `fd` (edge-triggered, in and out); unwatch() removes
-  // it. Any thread.
+  // watch() registers `fd`, disarmed; arm() asks for one notification
+  // (one-shot: readable, or writable too when `want_write`, or closed), after
+  // which the fd is disarmed again until the next arm(). A connection is
+  // armed only while the loop does its I/O: a caller driving it itself, or an
+  // idle connection, costs the loop no wake-up. unwatch() removes it. Any
+  // thread.
   void watch(int fd, Handler* handler);
+  void arm(int fd, Handler* handler, bool want_write);
   void unwatch(int fd);
 
   // attach() adds `handler` to the deadline checks. Handlers must outlive

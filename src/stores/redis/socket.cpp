@@ -199,6 +199,12 @@ bool Socket::recv(char* buf, std::size_t cap, std::size_t& n, IoFailure& failure
   }
 }
 
+bool Socket::peer_closed() const {
+  char c = 0;
+  const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 bool Socket::write_all(std::string_view data, Deadline deadline, IoFailure& failure) {
   std::size_t consumed = 0;
   if (!send(data, consumed, failure)) return false;
@@ -213,7 +219,10 @@ bool Socket::write_all(std::string_view data, Deadline deadline, IoFailure& fail
   return true;
 }
 
-std::size_t Socket::read_some(char* buf, std::size_t cap, Deadline deadline, IoFailure& failure) {
+std::size_t Socket::read_some(char* buf, std::size_t cap, Deadline deadline, IoFailure& failure, bool expect_wait) {
+  if (expect_wait && ssl_ == nullptr && !wait(POLLIN, deadline, failure, "no answer within the command timeout")) {
+    return 0;
+  }
   for (;;) {
     std::size_t n = 0;
     if (!recv(buf, cap, n, failure)) return 0;

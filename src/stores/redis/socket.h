@@ -56,10 +56,16 @@ class Socket {
   // False when the peer closed or the connection broke.
   bool recv(char* buf, std::size_t cap, std::size_t& n, IoFailure& failure);
 
+  // peer_closed() is true when the peer has closed the connection (checked
+  // without consuming anything).
+  bool peer_closed() const;
+
   // --- deadline-bounded (a caller driving the connection itself) ---
   bool write_all(std::string_view data, Deadline deadline, IoFailure& failure);
-  // read_some() waits for at least one byte; 0 on failure.
-  std::size_t read_some(char* buf, std::size_t cap, Deadline deadline, IoFailure& failure);
+  // read_some() waits for at least one byte; 0 on failure. `expect_wait`:
+  // the caller just sent a request, so a plain socket polls before its first
+  // recv (saving the recv that would only say "nothing yet").
+  std::size_t read_some(char* buf, std::size_t cap, Deadline deadline, IoFailure& failure, bool expect_wait = false);
 
  private:
   Socket(int fd, std::string peer) : fd_(fd), peer_(std::move(peer)) {}

@@ -65,6 +65,7 @@ void Subscriber::finish_connect(Result<std::unique_ptr<Socket>> socket) {
       out_.clear();
       for (const auto& [channel, refs] : channels_) append_command(out_, {"SUBSCRIBE", channel});
       loop_.watch(socket_->fd(), this);
+      loop_.arm(socket_->fd(), this, false);
     }
   }
   if (socket) {
@@ -120,7 +121,12 @@ void Subscriber::on_service() {
   std::size_t consumed = 0;
   const bool ok = wbuf_.empty() ? socket_->flush(failure) : socket_->send(wbuf_, consumed, failure);
   wbuf_.erase(0, consumed);
-  if (!ok) fail(failure.detail);
+  if (!ok) {
+    fail(failure.detail);
+    return;
+  }
+  // Left over: be told when the socket takes more.
+  if (!wbuf_.empty() || socket_->has_pending()) loop_.arm(socket_->fd(), this, true);
 }
 
 void Subscriber::on_ready(std::uint32_t /*events*/) {
@@ -158,7 +164,8 @@ void Subscriber::on_ready(std::uint32_t /*events*/) {
     }
   }
   if (ok) {
-    on_service();  // pending TLS output, new subscriptions
+    loop_.arm(socket_->fd(), this, false);  // the next message (one-shot)
+    on_service();                           // pending TLS output, new subscriptions
   } else {
     fail(failure.detail);
   }
