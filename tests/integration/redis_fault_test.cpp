@@ -282,8 +282,8 @@ TEST_F(RedisFault, FrozenServerTimesOutOpensBreakerAndRecovers) {
 }
 
 // ---------------------------------------------------------------------------
-// A fake server: answers the handshake (+OK per command: six SCRIPT LOADs),
-// then whatever the test says, command by command. TIME (the client's clock
+// A fake server: answers the handshake (+OK per command),
+// then whatever the test says, command by command (seven SCRIPT LOADs first). TIME (the client's clock
 // samples) is answered +OK apart from that count: it leaves the client
 // without a server clock, so that claims go through the claim script, whose
 // replies the tests write.
@@ -294,7 +294,7 @@ class FakeServer {
   // (0-based); an empty string means "say nothing"; "<close>" closes.
   using Responder = std::function<std::string(int n)>;
 
-  explicit FakeServer(Responder respond, int handshake = 6) : respond_(std::move(respond)), handshake_(handshake) {
+  explicit FakeServer(Responder respond, int handshake = 7) : respond_(std::move(respond)), handshake_(handshake) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;

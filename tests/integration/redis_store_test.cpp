@@ -120,7 +120,8 @@ TEST(RedisStore, NewEventIsTwoCommandsDuplicateOneBatchOneRoundTrip) {
   auto client = [&] { return *idem::RedisStore::client_stats(*store); };
 
   // New event: claim + complete = 2 commands, 2 round trips: a plain
-  // SET NX GET, then the complete script (GET, TIME, SET inside).
+  // SET NX GET, then the swap script (GET, compare, SET inside): the store
+  // still holds the record its claim wrote and completes it as is.
   auto before = command_stats();
   auto c0 = client();
   idem::ClaimOutcome out = store->claim(claim_req(key)).value();
@@ -131,8 +132,7 @@ TEST(RedisStore, NewEventIsTwoCommandsDuplicateOneBatchOneRoundTrip) {
   ClientDelta d = client_delta(c0, c1);
   EXPECT_EQ(d.commands, 2u);
   EXPECT_LE(d.round_trips, 2u + d.clock_syncs);
-  EXPECT_EQ(without_clock(delta(before, after), d.clock_syncs),
-            (Counts{{"set", 2}, {"evalsha", 1}, {"get", 1}, {"time", 1}}));
+  EXPECT_EQ(without_clock(delta(before, after), d.clock_syncs), (Counts{{"set", 2}, {"evalsha", 1}, {"get", 1}}));
 
   // Duplicate of a completed event: 1 command (the same SET NX GET, which
   // writes nothing and returns the record), 1 round trip, no script.
@@ -180,6 +180,60 @@ TEST(RedisStore, NewEventIsTwoCommandsDuplicateOneBatchOneRoundTrip) {
   d = client_delta(c4, client());
   EXPECT_EQ(d.commands, 2u);
   EXPECT_EQ(without_clock(delta(before, after), d.clock_syncs), (Counts{{"set", 3}, {"evalsha", 1}, {"time", 1}}));
+
+  // A record changed since the claim (here a checkpoint) is not what the
+  // swap script expects, and a takeover's record was never the store's own:
+  // complete runs the finish script, which reads and rewrites it.
+  ASSERT_TRUE(store->checkpoint(stale, takeover.token, {"step", "1"}).ok());
+  ASSERT_TRUE(store->complete({.key = stale, .token = takeover.token, .result = "r"}).ok());
+  const auto rec = store->get(stale).value();
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->status, idem::ProcessingStatus::kCompleted);
+  EXPECT_EQ(rec->checkpoint, (idem::Checkpoint{"step", "1"}));
+}
+
+// The swap script replaces a record only when it holds the very bytes the
+// claim wrote: after a checkpoint (or an extension, a waiter's mark), or once
+// another owner took over, complete and fail go through the full script, and
+// a stale owner is refused.
+TEST(RedisStore, SwapCompletionFallsBackWhenTheRecordChanged) {
+  std::shared_ptr<idem::Store> store = open_store("?pool_size=1");
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->ping().ok());
+  const std::string key = "idempotency:events:swap-fallback";
+  idem::ClaimRequest r = claim_req(key);
+  r.lease = std::chrono::milliseconds(30);
+  idem::ClaimOutcome first = store->claim(r).value();
+  ASSERT_TRUE(first.acquired());
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  idem::ClaimOutcome second = store->claim(claim_req(key)).value();
+  ASSERT_TRUE(second.acquired());
+  // The first owner's cached record no longer matches: lease lost, nothing written.
+  idem::Status late = store->fail({.key = key, .token = first.token, .error = "late", .retryable = false});
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code(), idem::ErrorCode::kLeaseLost);
+  ASSERT_TRUE(store->complete({.key = key, .token = second.token, .result = "ok"}).ok());
+  auto rec = store->get(key).value();
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->status, idem::ProcessingStatus::kCompleted);
+  EXPECT_EQ(rec->result, "ok");
+  EXPECT_EQ(rec->token, second.token);
+  EXPECT_EQ(rec->attempt, 2u);
+
+  // Checkpointed after a plain claim: the swap misses, the finish script
+  // keeps the checkpoint.
+  const std::string cp = "idempotency:events:swap-checkpoint";
+  idem::ClaimOutcome own = store->claim(claim_req(cp)).value();
+  ASSERT_TRUE(own.acquired());
+  ASSERT_TRUE(store->checkpoint(cp, own.token, {"half", "way"}).ok());
+  const std::uint64_t evals = g_server->stat_calls("evalsha");
+  ASSERT_TRUE(store->fail({.key = cp, .token = own.token, .error = "no", .retryable = true}).ok());
+  EXPECT_EQ(g_server->stat_calls("evalsha") - evals, 2u) << "the swap, then the finish script";
+  rec = store->get(cp).value();
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->status, idem::ProcessingStatus::kFailed);
+  EXPECT_EQ(rec->error, "no");
+  EXPECT_EQ(rec->checkpoint, (idem::Checkpoint{"half", "way"}));
 }
 
 TEST(RedisStore, CompletedRecordIsAtMost200Bytes) {

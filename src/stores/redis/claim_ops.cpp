@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "stores/redis/claim_cache.h"
 #include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
 
@@ -64,8 +65,9 @@ void fill_script_claim(Call& c, const OwnedClaim& r) {
 }
 
 // fill_claim() prepares the plain claim when the node's clock is known, the
-// script otherwise. Returns the token chosen (0: the script chooses).
-Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, bool wait) {
+// script otherwise. Returns the token chosen (0: the script chooses), and the
+// record written in `record`.
+Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, bool wait, std::string& record) {
   c.fresh();
   c.key = r.key;
   c.wait = wait;
@@ -80,16 +82,17 @@ Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, bool wait) {
     return 0;
   }
   const Token token = next_token(static_cast<std::uint64_t>(*now_us));
-  const NewClaim record = new_claim_record(r.view(), token);
+  NewClaim claim = new_claim_record(r.view(), token);
   c.script.reset();
   c.args.clear();
   c.args.add("SET");
   c.args.add(r.key);
-  c.args.add(record.value);
+  c.args.add(claim.value);
   c.args.add("NX");
   c.args.add("GET");
   c.args.add("PXAT");
-  c.args.add_number(record.expire_at_ms);
+  c.args.add_number(claim.expire_at_ms);
+  record = std::move(claim.value);
   return token;
 }
 
@@ -232,23 +235,36 @@ std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Tok
   return std::nullopt;
 }
 
+// remember() keeps the record of a plain-SET claim that acquired, for the
+// swap script of its complete or fail (claim_cache.h).
+void remember(ClaimCache& cache, const Call& c, const OwnedClaim& r, Token token,
+              const std::optional<Result<ClaimOutcome>>& step, std::string& record) {
+  if (token == 0 || record.empty() || c.script || !step || !step->ok() || !(*step)->acquired()) return;
+  cache.put(r.key, token, std::move(record));
+}
+
 class ClaimOp final : public Operation<ClaimOutcome, ResultCallback<ClaimOutcome>> {
  public:
   ClaimOp(const OpContext& ctx, const ClaimRequest& request, ResultCallback<ClaimOutcome> done, bool sync)
-      : Operation(ctx, std::move(done), /*idempotent=*/false, sync), request_(request) {}
+      : Operation(ctx, std::move(done), /*idempotent=*/false, sync), claims_(ctx.claims), request_(request) {}
 
  private:
   void prepare() override {
     calls_.resize(1);
-    token_ = fill_claim(calls_[0], request_, topology_, core_.options().wait_replicas > 0);
+    record_.clear();
+    token_ = fill_claim(calls_[0], request_, topology_, core_.options().wait_replicas > 0, record_);
   }
 
   std::optional<Result<ClaimOutcome>> interpret() override {
-    return step_claim(calls_[0], request_, token_, core_.options(), maybe_executed_, redis_answered_);
+    auto step = step_claim(calls_[0], request_, token_, core_.options(), maybe_executed_, redis_answered_);
+    remember(claims_, calls_[0], request_, token_, step, record_);
+    return step;
   }
 
+  ClaimCache& claims_;
   OwnedClaim request_;
   Token token_ = 0;
+  std::string record_;
 };
 
 // claim_many: one call per key, grouped per node (one request per node, the
@@ -259,7 +275,7 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
  public:
   ClaimManyOp(const OpContext& ctx, std::span<const ClaimRequest> requests,
               ResultCallback<std::vector<ClaimOutcome>> done, bool sync)
-      : Operation(ctx, std::move(done), /*idempotent=*/false, sync) {
+      : Operation(ctx, std::move(done), /*idempotent=*/false, sync), claims_(ctx.claims) {
     requests_.reserve(requests.size());
     for (const ClaimRequest& r : requests) requests_.emplace_back(r);
     done_.resize(requests.size());
@@ -272,9 +288,10 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
     calls_.resize(pending_.size());
     tokens_.assign(pending_.size(), 0);
     read_.assign(pending_.size(), false);
+    records_.assign(pending_.size(), std::string());
     const bool wait = core_.options().wait_replicas > 0;
     for (std::size_t j = 0; j < pending_.size(); ++j) {
-      tokens_[j] = fill_claim(calls_[j], requests_[pending_[j]], topology_, wait);
+      tokens_[j] = fill_claim(calls_[j], requests_[pending_[j]], topology_, wait, records_[j]);
     }
   }
 
@@ -295,6 +312,7 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
       bool executed = maybe_executed_;
       std::optional<Result<ClaimOutcome>> step =
           step_claim(c, requests_[i], tokens_[j], core_.options(), executed, redis_answered_);
+      remember(claims_, c, requests_[i], tokens_[j], step, records_[j]);
       if (!step) {
         another_round = true;
         continue;
@@ -317,7 +335,9 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
     return Result<std::vector<ClaimOutcome>>(std::move(out));
   }
 
+  ClaimCache& claims_;
   std::vector<OwnedClaim> requests_;
+  std::vector<std::string> records_;  // per call: the record of a plain claim
   std::vector<std::optional<ClaimOutcome>> done_;
   std::vector<std::size_t> pending_;  // indices of requests_ still to claim
   std::vector<Token> tokens_;         // per call

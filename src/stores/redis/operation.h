@@ -41,11 +41,14 @@ void deliver(Callback& done, Value&& value) noexcept {
   }
 }
 
+class ClaimCache;
+
 // OpContext is what an operation needs from its store.
 struct OpContext {
   StoreCore& core;
   Topology& topology;
   const std::atomic<bool>& closing;
+  ClaimCache& claims;
 };
 
 template <typename T, typename Callback>

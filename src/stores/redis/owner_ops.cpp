@@ -3,8 +3,16 @@
 // try may have run: a repeated complete/fail is recognised by the script (-2:
 // the same token already made the record reach that state), and extend and
 // checkpoint write the same values again.
+//
+// complete and fail of a key this store claimed with a plain SET first try
+// the swap script: the finished record is built here, from the exact record
+// the claim wrote (claim_cache.h), and replaces it only if the key still
+// holds those bytes; otherwise the full finish script runs, in a second round.
+#include <algorithm>
 #include <string>
 
+#include "stores/redis/claim_cache.h"
+#include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
 
 namespace idem::redis_detail {
@@ -22,25 +30,50 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
 
   ArgList& args() { return args_; }
 
+  // try_swap() sets up the swap script: `claimed` is the record the claim
+  // wrote, `finished` the record to replace it with, expiring at `expire_ms`.
+  void try_swap(std::string claimed, std::string finished, long long expire_ms) {
+    swap_.emplace();
+    swap_->add(claimed);
+    swap_->add(finished);
+    swap_->add_number(expire_ms);
+  }
+
  private:
   void prepare() override {
-    if (calls_.empty()) {
-      calls_.resize(1);
-      Call& c = calls_[0];
+    calls_.resize(1);
+    Call& c = calls_[0];
+    c.fresh();
+    c.key = key_;
+    c.wait = wait_;
+    if (swap_) {
+      c.script = kSwap;
+      c.args = *swap_;
+    } else {
       c.script = script_;
-      c.key = key_;
-      c.args = std::move(args_);
-      c.wait = wait_;
+      c.args = args_;
     }
-    calls_[0].fresh();
   }
 
   std::optional<Result<Unit>> interpret() override {
-    const Call& c = calls_[0];
+    Call& c = calls_[0];
     const redisReply* rep = c.reply.get();
     if (Status st = reply_status(rep, maybe_executed_); !st) return Result<Unit>(std::move(st).error());
     long long code = 0;
     if (!reply_int(rep, code)) return Result<Unit>(bad_reply(what_));
+    if (c.script == kSwap) {
+      if (code == 2) {
+        // Not the record the claim wrote (extended, checkpointed, waited
+        // on, or already finished by an earlier try): the full script.
+        swap_.reset();
+        c.script = script_;
+        c.args = args_;
+        c.reply.reset();
+        c.wait_reply.reset();
+        return std::nullopt;
+      }
+      if (code != 1) return Result<Unit>(bad_reply(what_));
+    }
     auto lost = [&](const char* why) {
       return Result<Unit>(Error(ErrorCode::kLeaseLost, "redis: " + std::string(what_) + " of '" + key_ +
                                                            "': lease lost: " + why +
@@ -84,7 +117,37 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
   const char* what_;
   bool wait_;
   ArgList args_;
+  std::optional<ArgList> swap_;
 };
+
+// finished_record() builds the record `claimed` becomes when finished now
+// (status C, F or X with `value`), and its expiry; nullopt when it cannot
+// (no clock estimate, not a record this version wrote).
+std::optional<std::pair<std::string, long long>> finished_record(std::string_view key, const std::string& claimed,
+                                                                 Node* node, char status, std::string_view value,
+                                                                 std::chrono::milliseconds ttl) {
+  if (node == nullptr) return std::nullopt;
+  const auto now_us = node->clock().now_us(Clock::now());
+  if (!now_us) return std::nullopt;
+  Result<DecodedRecord> decoded = decode_record(key, claimed, std::nullopt);
+  if (!decoded || !decoded->expiry_known) return std::nullopt;
+  IdempotencyRecord& rec = decoded->record;
+  const Timestamp now{std::chrono::milliseconds(*now_us / 1000)};
+  const Timestamp done = std::max(now, rec.first_seen_at);
+  rec.status = status == 'C' ? ProcessingStatus::kCompleted : ProcessingStatus::kFailed;
+  rec.retryable = status != 'X';
+  if (status == 'C') {
+    rec.result = std::string(value);
+  } else {
+    rec.error = std::string(value);
+  }
+  rec.completed_at = done;
+  rec.lease_expires_at = done;
+  rec.expires_at = done + ttl;
+  std::optional<std::string> out = encode_record(key, rec);
+  if (!out) return std::nullopt;
+  return std::make_pair(std::move(*out), static_cast<long long>(rec.expires_at.time_since_epoch().count()));
+}
 
 Status check_key(std::string_view key) {
   if (key.empty()) return Error(ErrorCode::kInvalidArgument, "redis: empty key");
@@ -104,6 +167,11 @@ void RedisStoreImpl::start_complete(const CompleteRequest& req, StatusCallback d
   op->args().add("C");
   op->args().add(req.result);
   op->args().add_number(req.ttl.count());
+  if (std::optional<std::string> claimed = claims_.take(req.key, req.token)) {
+    if (auto finished = finished_record(req.key, *claimed, topology_->route(req.key), 'C', req.result, req.ttl)) {
+      op->try_swap(std::move(*claimed), std::move(finished->first), finished->second);
+    }
+  }
   op->start();
 }
 
@@ -113,10 +181,16 @@ void RedisStoreImpl::start_fail(const FailRequest& req, StatusCallback done, boo
     return;
   }
   auto* op = new OwnerOp(context(), req.key, kFinish, "fail", core_.options().wait_replicas > 0, std::move(done), sync);
+  const char status = req.retryable ? 'F' : 'X';
   op->args().add_unsigned(req.token);
-  op->args().add(req.retryable ? "F" : "X");
+  op->args().add(std::string_view(&status, 1));
   op->args().add(req.error);
   op->args().add_number(req.ttl.count());
+  if (std::optional<std::string> claimed = claims_.take(req.key, req.token)) {
+    if (auto finished = finished_record(req.key, *claimed, topology_->route(req.key), status, req.error, req.ttl)) {
+      op->try_swap(std::move(*claimed), std::move(finished->first), finished->second);
+    }
+  }
   op->start();
 }
 

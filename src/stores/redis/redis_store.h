@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "idem/stores/redis.h"
+#include "stores/redis/claim_cache.h"
 #include "stores/redis/operation.h"
 #include "stores/redis/store_core.h"
 #include "stores/redis/subscriber.h"
@@ -87,12 +88,13 @@ class RedisStoreImpl final : public Store {
   // Routing that must be known before an operation can start (scan, ping).
   Result<std::vector<Node*>> masters_blocking();
 
-  OpContext context() { return OpContext{core_, *topology_, closing_}; }
+  OpContext context() { return OpContext{core_, *topology_, closing_, claims_}; }
   Subscriber& settled_subscriber();
 
   StoreCore core_;
   std::atomic<bool> closing_{false};
   std::unique_ptr<Topology> topology_;
+  ClaimCache claims_;
 
   std::once_flag settled_once_;
   std::unique_ptr<Subscriber> settled_;  // wait_settled's, made on first use

@@ -31,9 +31,18 @@ Script plain(std::string_view body) { return Script{std::string(body), sha1_hex(
 }  // namespace
 
 const std::array<Script, kScriptCount>& scripts() {
-  static const std::array<Script, kScriptCount> all{with_prelude(kClaimScript),  plain(kFinishScript),
-                                                    with_prelude(kExtendScript), with_prelude(kCheckpointScript),
-                                                    plain(kGetScript),           with_prelude(kWatchScript)};
+  static const std::array<Script, kScriptCount> all = [] {
+    // By name, so that the order of ScriptId cannot silently swap two.
+    std::array<Script, kScriptCount> a;
+    a[kClaim] = with_prelude(kClaimScript);
+    a[kFinish] = plain(kFinishScript);
+    a[kSwap] = plain(kSwapScript);
+    a[kExtend] = with_prelude(kExtendScript);
+    a[kCheckpoint] = with_prelude(kCheckpointScript);
+    a[kGet] = plain(kGetScript);
+    a[kWatch] = with_prelude(kWatchScript);
+    return a;
+  }();
   return all;
 }
 

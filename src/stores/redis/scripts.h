@@ -191,6 +191,19 @@ if m == 'W' or m == 'w' then redis.call('PUBLISH', 'idem:settled:' .. k, want) e
 return 1
 )lua";
 
+// The common case of complete and fail, priced like GET + SET: the client
+// still holds the exact record its plain-SET claim wrote, so when the key
+// holds those very bytes (same token, still PROCESSING, nobody extended,
+// checkpointed or waits on it) the finished record, built by the client, can
+// replace it as is. Anything else answers 2 and the client sends
+// kFinishScript. KEYS[1]; ARGV: 1 the record as claimed, 2 the finished
+// record, 3 its expiry (ms since the epoch).
+inline constexpr std::string_view kSwapScript = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 2 end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+return 1
+)lua";
+
 // KEYS[1]; ARGV: 1 token, 2 lease ms. Extending is idempotent (same effect
 // when repeated), so it is safe to retry.
 inline constexpr std::string_view kExtendScript = R"lua(
@@ -258,7 +271,7 @@ struct Script {
   std::string sha;
 };
 
-enum ScriptId : std::size_t { kClaim, kFinish, kExtend, kCheckpoint, kGet, kWatch, kScriptCount };
+enum ScriptId : std::size_t { kClaim, kFinish, kSwap, kExtend, kCheckpoint, kGet, kWatch, kScriptCount };
 
 // scripts() is every script, built and hashed once.
 const std::array<Script, kScriptCount>& scripts();
