@@ -47,3 +47,12 @@ if(TARGET idem_redis AND TARGET idem_contract_suite)
     DEPS idem_contract_suite idem_redis_test_support
     TIMEOUT 300)
 endif()
+
+# The Redis store's pure parts (record codec, server clock, tokens): no server.
+if(TARGET idem_redis)
+  idem_add_test(NAME redis_unit_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_unit_test.cpp
+    LABELS unit
+    DEPS idem::redis
+    TIMEOUT 120)
+endif()
