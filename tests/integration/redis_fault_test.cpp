@@ -395,7 +395,8 @@ TEST(RedisFakeServer, GarbageRepliesNeverCrashAndAreTypedErrors) {
       "*4\r\n$1\r\nZ\r\n:1\r\n:1\r\n*0\r\n",                                   // unknown claim tag
       "*3\r\n:1\r\n:2\r\n*1\r\n:3\r\n",                                        // get with odd list
       "-ERR something odd\r\n",
-      "$999999999\r\nshort",  // bulk never completes
+      "$999999999\r\nshort",   // bulk never completes
+      "*500000001\r\n:1\r\n",  // an array header asking for 4 GB (found by fuzz_redis_reply)
       "<close>",
   };
   for (const std::string& g : garbage) {

@@ -16,6 +16,7 @@
 #include "stores/redis/claim_cache.h"
 #include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
+#include "stores/redis/replies.h"
 
 namespace idem::redis_detail {
 namespace {
@@ -170,55 +171,13 @@ ClaimReading read_plain_claim(const Call& c, const OwnedClaim& r, Token token, c
 
 Result<ClaimOutcome> read_script_claim(const Call& c, const OwnedClaim& r, const RedisStoreOptions& o,
                                        bool& maybe_executed, bool& redis_answered) {
-  const redisReply* reply = c.reply.get();
-  if (Status st = reply_status(reply, maybe_executed); !st) return std::move(st).error();
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) return bad_reply("claim: not an array");
-  const std::string_view tag = reply_text(reply->element[0]);
-  ClaimOutcome out;
-  if (tag == "A") {
-    long long token = 0;
-    long long attempt = 0;
-    long long lease = 0;
-    if (reply->elements < 5 || !reply_int(reply->element[2], token) || !reply_int(reply->element[3], attempt) ||
-        !reply_int(reply->element[4], lease) || token < 0 || attempt < 0 || attempt > UINT32_MAX) {
-      return bad_reply("claim: malformed acquire");
-    }
-    const std::string_view kind = reply_text(reply->element[1]);
-    out.status = ClaimStatus::kAcquired;
-    out.acquire_kind = kind == "T" ? AcquireKind::kTakeover : kind == "R" ? AcquireKind::kRetry : AcquireKind::kNew;
-    out.token = static_cast<Token>(token);
-    out.attempt = static_cast<std::uint32_t>(attempt);
-    out.lease_expires_at = Timestamp(milliseconds(lease));
-    if (reply->elements >= 7 && out.acquire_kind != AcquireKind::kNew) {
-      out.checkpoint =
-          Checkpoint{std::string(reply_text(reply->element[5])), std::string(reply_text(reply->element[6]))};
-    }
-    // Later client-chosen tokens of this process must be above it.
-    observe_token(out.token);
-    if (Status st = check_wait(c, o, r.key, "claim", redis_answered); !st) {
-      return not_confirmed_claim(std::move(st).error());
-    }
-    return out;
+  Result<ClaimOutcome> out = read_claim_script_reply(r.key, c.reply.get(), maybe_executed);
+  if (!out || !out->acquired()) return out;
+  // Later client-chosen tokens of this process must be above it.
+  observe_token(out->token);
+  if (Status st = check_wait(c, o, r.key, "claim", redis_answered); !st) {
+    return not_confirmed_claim(std::move(st).error());
   }
-  if (reply->elements < 3) return bad_reply("claim: short reply");
-  if (tag == "C") {
-    out.status = ClaimStatus::kCompleted;
-  } else if (tag == "F") {
-    out.status = ClaimStatus::kFailed;
-  } else if (tag == "I") {
-    out.status = ClaimStatus::kInProgress;
-  } else if (tag == "M") {
-    out.status = ClaimStatus::kMismatch;
-  } else {
-    return bad_reply("claim: unknown status");
-  }
-  long long expire_at = 0;
-  if (!reply_int(reply->element[1], expire_at) || reply->element[2]->type != REDIS_REPLY_STRING) {
-    return bad_reply("claim: bad record reply");
-  }
-  Result<DecodedRecord> rec = decode_record(r.key, reply_text(reply->element[2]), expire_at);
-  if (!rec) return std::move(rec).error();
-  out.record = std::move(rec->record);
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include "stores/redis/claim_cache.h"
 #include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
+#include "stores/redis/replies.h"
 
 namespace idem::redis_detail {
 namespace {
@@ -57,10 +58,9 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
 
   std::optional<Result<Unit>> interpret() override {
     Call& c = calls_[0];
-    const redisReply* rep = c.reply.get();
-    if (Status st = reply_status(rep, maybe_executed_); !st) return Result<Unit>(std::move(st).error());
-    long long code = 0;
-    if (!reply_int(rep, code)) return Result<Unit>(bad_reply(what_));
+    Result<long long> read = read_owner_reply(c.reply.get(), what_, maybe_executed_);
+    if (!read) return Result<Unit>(std::move(read).error());
+    const long long code = *read;
     if (c.script == kSwap) {
       if (code == 2) {
         // Not the record the claim wrote (extended, checkpointed, waited

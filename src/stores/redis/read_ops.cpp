@@ -7,6 +7,7 @@
 
 #include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
+#include "stores/redis/replies.h"
 
 namespace idem::redis_detail {
 namespace {
@@ -62,20 +63,6 @@ std::string glob_escape(std::string_view text) {
   return out;
 }
 
-// parse_get() reads the get script's reply: nil, or {expire_at_ms, record}.
-Result<std::optional<IdempotencyRecord>> parse_get(std::string_view key, const redisReply* r, bool& maybe_executed) {
-  if (Status st = reply_status(r, maybe_executed); !st) return std::move(st).error();
-  if (r->type == REDIS_REPLY_NIL) return std::optional<IdempotencyRecord>();
-  long long expire_at = 0;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !reply_int(r->element[0], expire_at) ||
-      r->element[1]->type != REDIS_REPLY_STRING) {
-    return bad_reply("get");
-  }
-  Result<DecodedRecord> rec = decode_record(key, reply_text(r->element[1]), expire_at);
-  if (!rec) return std::move(rec).error();
-  return std::optional<IdempotencyRecord>(std::move(rec->record));
-}
-
 class GetOp final
     : public Operation<std::optional<IdempotencyRecord>, ResultCallback<std::optional<IdempotencyRecord>>> {
  public:
@@ -91,7 +78,7 @@ class GetOp final
     calls_[0].key = key_;
   }
   std::optional<Result<std::optional<IdempotencyRecord>>> interpret() override {
-    return parse_get(key_, calls_[0].reply.get(), maybe_executed_);
+    return read_get_reply(key_, calls_[0].reply.get(), maybe_executed_);
   }
 
   std::string key_;
@@ -238,7 +225,7 @@ class ScanPageOp final : public Operation<ScanPage, ResultCallback<ScanPage>> {
       const redisReply* g = calls_[i].reply.get();
       if (g->type == REDIS_REPLY_ERROR) continue;  // e.g. a foreign value changed under us
       bool ignore = false;
-      Result<std::optional<IdempotencyRecord>> rec = parse_get(names_[i], g, ignore);
+      Result<std::optional<IdempotencyRecord>> rec = read_get_reply(names_[i], g, ignore);
       if (!rec || !rec->has_value()) continue;  // expired since SCAN, or not one of ours
       IdempotencyRecord& rv = **rec;
       if (status_ && rv.status != *status_) continue;

@@ -66,7 +66,35 @@ bool reply_int(const redisReply* r, long long& out) {
   return text_int(std::string_view(r->str, r->len), out);
 }
 
-ReplyReader::ReplyReader() : reader_(redisReaderCreate()) {
+namespace {
+
+// hiredis 0.14 allocates an array reply's element table as soon as it reads
+// the header: "*500000001\r\n" from a broken or hostile server would ask for
+// 4 GB at once. The reader's functions are replaced by hiredis's own, except
+// that an array longer than any reply of ours is refused (the reader then
+// fails, and the connection is dropped).
+constexpr int kMaxArrayElements = 1 << 20;
+
+const redisReplyObjectFunctions& bounded_functions() {
+  static const redisReplyObjectFunctions fns = [] {
+    redisReader* probe = redisReaderCreate();
+    if (probe == nullptr) throw std::bad_alloc();
+    static redisReplyObjectFunctions defaults = *probe->fn;
+    redisReaderFree(probe);
+    redisReplyObjectFunctions bounded = defaults;
+    bounded.createArray = [](const redisReadTask* task, int elements) -> void* {
+      if (elements > kMaxArrayElements) return nullptr;
+      return defaults.createArray(task, elements);
+    };
+    return bounded;
+  }();
+  return fns;
+}
+
+}  // namespace
+
+ReplyReader::ReplyReader()
+    : reader_(redisReaderCreateWithFunctions(const_cast<redisReplyObjectFunctions*>(&bounded_functions()))) {
   if (reader_ == nullptr) throw std::bad_alloc();
 }
 
