@@ -211,3 +211,44 @@ StoreFixture sentinel_fixture_async() {
   return StoreFixture{sync.name + "Async", [make = sync.make] { return idem::conformance::async_as_sync(make()); }};
 }
 INSTANTIATE_STORE_CONTRACT(RedisSentinelAsync, sentinel_fixture_async());
+
+namespace {
+
+// A manual failover (the old master stays up, to be demoted a while later):
+// the store hears +switch-master on its sentinel subscription and drops its
+// connections to the old master before any call is made, so the next claim
+// goes straight to the new master. Without the subscription it would land on
+// the old master, still writable, and be lost when that one is demoted.
+TEST(RedisSentinel, FollowsSwitchMasterWithoutAnError) {
+  SentinelWorld world;
+  std::string err;
+  ASSERT_TRUE(world.start(&err)) << err;
+  auto store = idem::RedisStore::open(world.url("?command_timeout_ms=1000&breaker_threshold=0"));
+  ASSERT_TRUE(store.ok()) << store.error().to_string();
+  auto first = (*store)->claim(claim_req("idempotency:events:before-switch"));
+  ASSERT_TRUE(first.ok()) << first.error().to_string();
+  // Let the subscription settle before the failover is announced.
+  std::this_thread::sleep_for(500ms);
+  const int old_master = world.master->port();
+  ASSERT_TRUE(cmd(world.sentinel_ports[0], {"SENTINEL", "FAILOVER", "mymaster"}));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto m = cmd(world.sentinel_ports[1], {"SENTINEL", "get-master-addr-by-name", "mymaster"});
+        return m && *m != "127.0.0.1\n" + std::to_string(old_master);
+      },
+      30s))
+      << "sentinel did not switch";
+  std::this_thread::sleep_for(300ms);
+  const auto before = *idem::RedisStore::client_stats(**store);
+  auto after_switch = (*store)->claim(claim_req("idempotency:events:after-switch"));
+  ASSERT_TRUE(after_switch.ok()) << after_switch.error().to_string();
+  EXPECT_TRUE(after_switch->acquired());
+  const auto after = *idem::RedisStore::client_stats(**store);
+  EXPECT_EQ(after.retries, before.retries) << "the claim hit the old master first";
+  EXPECT_GT(after.connects, before.connects) << "the connections to the old master were not dropped";
+  const int new_master = world.replica->port();
+  EXPECT_EQ(cmd(new_master, {"EXISTS", "idempotency:events:after-switch"}).value_or(""), "1")
+      << "the claim did not reach the new master";
+}
+
+}  // namespace

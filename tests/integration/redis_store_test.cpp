@@ -441,3 +441,87 @@ TEST(RedisScan, UnevenPagesReturnEveryKeyExactlyOnce) {
 }
 
 }  // namespace
+
+namespace {
+
+// wait_settled() wakes on the PUBLISH the finish script sends for a record a
+// waiter flagged, not on a poll: it returns the completed record well before
+// its one-second safety poll, and Redis counts exactly one PUBLISH.
+TEST(RedisWaitSettled, WakesOnCompletionNotOnAPoll) {
+  if (g_server == nullptr) GTEST_SKIP() << "no server";
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  const std::string key = "idempotency:events:settle-complete";
+  const idem::ClaimOutcome owner = store->claim(claim_req(key)).value();
+  ASSERT_TRUE(owner.acquired());
+  const std::uint64_t publishes = g_server->stat_calls("publish");
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point completed_at{};
+  std::thread finisher([&] {
+    // Early, so that the waiter's safety poll (one second after its read)
+    // would come about 900 ms after the completion.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    completed_at = Clock::now();
+    ASSERT_TRUE(store->complete({.key = key, .token = owner.token, .result = "done"}).ok());
+  });
+  auto settled = store->wait_settled(key, std::chrono::seconds(10));
+  const auto woke_at = Clock::now();
+  finisher.join();
+  ASSERT_TRUE(settled.ok()) << settled.error().to_string();
+  ASSERT_TRUE(settled->has_value());
+  EXPECT_EQ((*settled)->status, idem::ProcessingStatus::kCompleted);
+  EXPECT_EQ((*settled)->result, "done");
+  const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(woke_at - completed_at);
+  std::cout << "[ INFO     ] the waiter woke " << late.count() << " ms after the completion\n";
+  EXPECT_LT(late, std::chrono::milliseconds(600)) << "woken by the safety poll, not by the completion";
+  EXPECT_EQ(g_server->stat_calls("publish") - publishes, 1u);
+  // A record nobody waits for is finished without a PUBLISH.
+  const std::string quiet = "idempotency:events:settle-quiet";
+  const idem::ClaimOutcome q = store->claim(claim_req(quiet)).value();
+  ASSERT_TRUE(store->complete({.key = quiet, .token = q.token, .result = "r"}).ok());
+  EXPECT_EQ(g_server->stat_calls("publish") - publishes, 1u);
+}
+
+// What no PUBLISH announces is still seen: the lease running out (the owner
+// died), and the key removed; and a settled record returns at once.
+TEST(RedisWaitSettled, SeesAnExpiredLeaseARemovalAndSettledRecords) {
+  if (g_server == nullptr) GTEST_SKIP() << "no server";
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  using Clock = std::chrono::steady_clock;
+  const std::string crashed = "idempotency:events:settle-crashed";
+  idem::ClaimRequest r = claim_req(crashed);
+  r.lease = std::chrono::milliseconds(400);
+  ASSERT_TRUE(store->claim(r).value().acquired());
+  auto start = Clock::now();
+  auto rec = store->wait_settled(crashed, std::chrono::seconds(10));
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  EXPECT_EQ((*rec)->status, idem::ProcessingStatus::kProcessing);
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3)) << "the waiter must wake when the lease runs out";
+
+  const std::string removed = "idempotency:events:settle-removed";
+  ASSERT_TRUE(store->claim(claim_req(removed)).value().acquired());
+  std::thread remover([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_TRUE(store->remove(removed).value());
+  });
+  start = Clock::now();
+  rec = store->wait_settled(removed, std::chrono::seconds(10));
+  remover.join();
+  ASSERT_TRUE(rec.ok());
+  EXPECT_FALSE(rec->has_value());
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+
+  // Already settled, or absent: no waiting at all; a timeout is honoured.
+  EXPECT_FALSE(store->wait_settled("idempotency:events:settle-absent", std::chrono::seconds(5))->has_value());
+  const std::string busy = "idempotency:events:settle-busy";
+  ASSERT_TRUE(store->claim(claim_req(busy)).value().acquired());
+  start = Clock::now();
+  rec = store->wait_settled(busy, std::chrono::milliseconds(300));
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  EXPECT_EQ((*rec)->status, idem::ProcessingStatus::kProcessing);
+  EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(290));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+}
+
+}  // namespace
