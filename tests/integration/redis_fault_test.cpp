@@ -462,3 +462,95 @@ TEST(RedisFakeServer, ConnectionRefusedIsUnavailable) {
 }
 
 }  // namespace
+
+namespace {
+
+// The least privilege docs/redis.md gives for a standalone server works for
+// every operation; each permission taken away fails with kInvalidArgument
+// naming what is missing (never "internal", never "unexpected reply"); and
+// without the optional pub/sub permissions wait_settled() still works, by
+// polling.
+TEST_F(RedisFault, AclLeastPrivilegeAndPermissionErrorsNameWhatIsMissing) {
+  std::string err;
+  auto server = RedisServer::start({}, &err);
+  ASSERT_TRUE(server) << err;
+  const std::vector<std::string> needed = {"~idempotency:*", "-@all", "+ping",        "+script|load", "+evalsha",
+                                           "+eval",          "+set",  "+get",         "+del",         "+scan",
+                                           "+info",          "+time", "+pexpiretime", "+wait"};
+  const std::vector<std::string> optional = {"&idem:settled:*", "+publish", "+subscribe", "+unsubscribe"};
+  auto user = [&](const std::string& name, const std::vector<std::string>& without, bool pubsub) {
+    std::vector<std::string> acl = {"ACL", "SETUSER", name, "on", ">pw"};
+    for (const std::string& p : needed) {
+      if (std::find(without.begin(), without.end(), p) == without.end()) acl.push_back(p);
+    }
+    if (pubsub) acl.insert(acl.end(), optional.begin(), optional.end());
+    std::string e;
+    EXPECT_TRUE(server->command(acl, &e)) << e;
+    return "redis://" + name + ":pw@127.0.0.1:" + std::to_string(server->port()) +
+           "?retries=1&command_timeout_ms=500&connect_timeout_ms=500";
+  };
+
+  // Everything, with the documented set.
+  auto full = must_open(user("full", {}, true));
+  const std::string k = "idempotency:events:acl-";
+  auto a = full->claim(claim_req(k + "a"));
+  ASSERT_TRUE(a.ok()) << a.error().to_string();
+  ASSERT_TRUE(full->extend(k + "a", a->token, 10s).ok());
+  ASSERT_TRUE(full->checkpoint(k + "a", a->token, {"n", "d"}).ok());
+  std::thread waiter([&] { EXPECT_TRUE(full->wait_settled(k + "a", 5s).ok()); });
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(full->complete({.key = k + "a", .token = a->token, .result = "r"}).ok());
+  waiter.join();
+  auto b = full->claim(claim_req(k + "b")).value();
+  ASSERT_TRUE(full->fail({.key = k + "b", .token = b.token, .error = "e", .retryable = true}).ok());
+  EXPECT_TRUE(full->get(k + "a").ok());
+  EXPECT_TRUE(full->scan({}).ok());
+  EXPECT_TRUE(full->stats().ok());
+  EXPECT_TRUE(full->remove(k + "a").ok());
+
+  auto expect_denied = [](const idem::Status& st, const std::string& names) {
+    ASSERT_FALSE(st.ok()) << "expected a permission error naming " << names;
+    EXPECT_EQ(st.error().code(), ErrorCode::kInvalidArgument) << st.error().to_string();
+    EXPECT_NE(st.error().message().find(names), std::string::npos) << st.error().to_string();
+    EXPECT_NE(st.error().message().find("permission denied"), std::string::npos) << st.error().to_string();
+  };
+  // No DEL: remove() says so (the bench's cleanup must not pass silently).
+  auto no_del = must_open(user("nodel", {"+del"}, false));
+  auto removed = no_del->remove(k + "b");
+  expect_denied(removed.ok() ? idem::Status() : idem::Status(removed.error()), "'del'");
+  // No WAIT with wait_replicas: the claim says so.
+  auto no_wait = must_open(user("nowait", {"+wait"}, false) + "&wait_replicas=1&wait_timeout_ms=50");
+  auto w = no_wait->claim(claim_req(k + "c"));
+  expect_denied(w.ok() ? idem::Status() : idem::Status(w.error()), "'wait'");
+  // No TIME: the connection's clock sample says so.
+  auto no_time = must_open(user("notime", {"+time"}, false));
+  expect_denied(no_time->ping(), "'time'");
+  // No PEXPIRETIME: a script is refused one of its commands; the message
+  // lists what that script calls.
+  auto no_pexp = must_open(user("nopexp", {"+pexpiretime"}, false));
+  auto got = no_pexp->get(k + "b");
+  expect_denied(got.ok() ? idem::Status() : idem::Status(got.error()), "PEXPIRETIME");
+  // Keys outside the pattern.
+  auto other = must_open(user("keys", {}, false));
+  idem::ClaimRequest outside;
+  outside.key = "other:prefix:x";
+  outside.event_id = "x";
+  auto o = other->claim(outside);
+  expect_denied(o.ok() ? idem::Status() : idem::Status(o.error()), "key pattern");
+
+  // Without the optional pub/sub permissions: completions still work, and
+  // a waiter still sees the completion (by polling).
+  auto quiet = must_open(user("nopubsub", {}, false));
+  auto q = quiet->claim(claim_req(k + "q")).value();
+  std::thread poller([&] {
+    auto settled = quiet->wait_settled(k + "q", 5s);
+    ASSERT_TRUE(settled.ok()) << settled.error().to_string();
+    ASSERT_TRUE(settled->has_value());
+    EXPECT_EQ((*settled)->status, idem::ProcessingStatus::kCompleted);
+  });
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(quiet->complete({.key = k + "q", .token = q.token, .result = "r"}).ok());
+  poller.join();
+}
+
+}  // namespace

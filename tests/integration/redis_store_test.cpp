@@ -525,3 +525,21 @@ TEST(RedisWaitSettled, SeesAnExpiredLeaseARemovalAndSettledRecords) {
 }
 
 }  // namespace
+
+namespace {
+
+// rediss:// to a plain port: the handshake gets no answer (Redis reads the
+// ClientHello as the start of an inline command); the error says so, and
+// that the port may not speak TLS, instead of a bare command timeout.
+TEST(RedisStoreUrl, TlsToAPlainPortSaysThePortMayNotSpeakTls) {
+  if (g_server == nullptr) GTEST_SKIP() << "no server";
+  auto store = idem::RedisStore::open("rediss://127.0.0.1:" + std::to_string(g_server->port()) +
+                                      "?verify=0&connect_timeout_ms=300&retries=1");
+  ASSERT_TRUE(store.ok());
+  idem::Status st = (*store)->ping();
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(st.error().retryable()) << st.error().to_string();
+  EXPECT_NE(st.error().message().find("may not speak TLS"), std::string::npos) << st.error().to_string();
+}
+
+}  // namespace

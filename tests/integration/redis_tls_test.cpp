@@ -75,7 +75,9 @@ TEST(RedisTls, ClaimOverTlsWithClientCertificate) {
   auto plain = idem::RedisStore::open("redis://127.0.0.1:" + std::to_string(g_world->server->port()) +
                                       "?connect_timeout_ms=500&command_timeout_ms=500&retries=1");
   ASSERT_TRUE(plain.ok());
-  EXPECT_FALSE((*plain)->ping().ok());
+  idem::Status st = (*plain)->ping();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message().find("expect TLS"), std::string::npos) << st.error().to_string();
 }
 
 TEST(RedisTls, ServerCertificateFromAnotherCaIsRejected) {

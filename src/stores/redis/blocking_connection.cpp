@@ -20,7 +20,8 @@ Result<std::unique_ptr<BlockingConnection>> BlockingConnection::connect(const Re
     if (!st) {
       Error e = std::move(st).error();
       if (tls == nullptr && e.code() == ErrorCode::kUnavailable &&
-          e.message().find("closed the connection") != std::string::npos) {
+          (e.message().find("closed the connection") != std::string::npos ||
+           e.message().find("reset by peer") != std::string::npos)) {
         // A TLS-only port drops a plain-text client at its first bytes.
         return Error(e.code(), e.message() + " during the handshake (does the port expect TLS? use rediss://)");
       }

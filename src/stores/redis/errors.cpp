@@ -1,7 +1,11 @@
 // Redis failures to idem errors; see errors.h.
 #include "stores/redis/errors.h"
 
+#include <array>
 #include <string>
+#include <utility>
+
+#include "stores/redis/scripts.h"
 
 namespace idem::redis_detail {
 namespace {
@@ -16,11 +20,30 @@ std::string denied_command(std::string_view text) {
   return std::string(text.substr(open + 1, close - open - 1));
 }
 
+// What each script calls, for the ACL message when a script is refused one
+// of them (Redis names only the script's SHA-1 then).
+std::string script_needs(std::string_view text) {
+  static constexpr std::array<std::pair<ScriptId, std::string_view>, kScriptCount> kNeeds{{
+      {kClaim, "the claim script calls TIME, SET and PEXPIRETIME"},
+      {kFinish, "the complete/fail script calls GET, TIME, SET and PUBLISH (channel idem:settled:<key>)"},
+      {kSwap, "the complete/fail swap script calls GET and SET"},
+      {kExtend, "the extend script calls GET, TIME, SET and PEXPIRETIME"},
+      {kCheckpoint, "the checkpoint script calls GET, SET and PEXPIRETIME"},
+      {kGet, "the get script calls GET and PEXPIRETIME"},
+      {kWatch, "the wait_settled script calls GET, TIME, SET and PEXPIRETIME"},
+  }};
+  for (const auto& [id, needs] : kNeeds) {
+    if (text.find(scripts()[id].sha) != std::string_view::npos) return std::string(needs);
+  }
+  return "a script of the store was refused a command";
+}
+
 }  // namespace
 
 bool is_permission_reply(std::string_view text) noexcept {
   return text.starts_with("NOPERM") || text.find("NOPERM ") != std::string_view::npos ||
-         text.find("no permissions to") != std::string_view::npos;
+         text.find("no permissions to") != std::string_view::npos ||
+         text.find("can't run this command or subcommand") != std::string_view::npos;
 }
 
 Error map_error(Failure failure, std::string_view detail) {
@@ -37,10 +60,21 @@ Error map_error(Failure failure, std::string_view detail) {
     case Failure::kServerReply:
       if (is_retryable_reply(detail)) return Error(ErrorCode::kUnavailable, std::move(msg));
       if (is_permission_reply(detail)) {
-        const std::string command = denied_command(detail);
-        std::string what = "redis: permission denied: the ACL user may not run ";
-        what += command.empty() ? std::string("a command the store needs") : "'" + command + "'";
-        what += " (see the ACL section of docs/redis.md for the commands each topology needs): ";
+        std::string what = "redis: permission denied: ";
+        if (detail.find("one of the keys") != std::string_view::npos) {
+          what +=
+              "the ACL user may not access the store's keys (its key pattern must cover the key prefix, e.g. "
+              "~idempotency:*)";
+        } else if (detail.find("one of the channels") != std::string_view::npos) {
+          what += "the ACL user may not use the channel wait_settled() listens on (allow &idem:settled:*)";
+        } else if (detail.find("can't run this command or subcommand") != std::string_view::npos) {
+          what += "the ACL user may not run a command a script needs: " + script_needs(detail);
+        } else {
+          const std::string command = denied_command(detail);
+          what += "the ACL user may not run ";
+          what += command.empty() ? std::string("a command the store needs") : "'" + command + "'";
+        }
+        what += " (docs/redis.md lists the ACL each topology needs); Redis said: ";
         what.append(detail);
         return Error(ErrorCode::kInvalidArgument, std::move(what));
       }

@@ -187,7 +187,8 @@ local rec = want .. ',' .. t .. ',' .. a .. ',' .. string.format('%.0f', ms - f)
   le .. ',' .. ly .. ',' .. lp .. ',' .. rl .. ',' .. xl .. ',' .. lkn .. ',' .. lkd .. ';' ..
   string.sub(old, pos, pos + n - 1) .. value .. string.sub(old, pos + skip)
 redis.call('SET', k, rec, 'PXAT', string.format('%.0f', exp))
-if m == 'W' or m == 'w' then redis.call('PUBLISH', 'idem:settled:' .. k, want) end
+-- pcall: a user without +publish still completes (its waiters poll).
+if m == 'W' or m == 'w' then redis.pcall('PUBLISH', 'idem:settled:' .. k, want) end
 return 1
 )lua";
 
