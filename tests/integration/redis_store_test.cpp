@@ -1,7 +1,8 @@
 // Integration tests of RedisStore against a real standalone redis-server that
-// the test starts: the whole contract suite, the command-count promises
-// (INFO commandstats), record size (MEMORY USAGE), automatic pipelining of
-// concurrent callers, and URL parsing.
+// the test starts: the command-count promises (INFO commandstats), the swap
+// completion and its fallbacks, record size (MEMORY USAGE), pipelining of
+// concurrent callers, wait_settled, scan pages and URL parsing. The contract
+// suite on a standalone server is in redis_contract_test.cpp.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,8 +12,6 @@
 #include <sstream>
 #include <thread>
 
-#include "conformance/async_as_sync.h"
-#include "conformance/store_contract.h"
 #include "idem/core/key.h"
 #include "idem/stores/redis.h"
 #include "integration/redis_support.h"
@@ -47,14 +46,6 @@ std::shared_ptr<idem::Store> open_store(const std::string& query = "") {
   auto store = idem::RedisStore::open(g_server->url() + "/0" + query);
   EXPECT_TRUE(store.ok()) << store.error().to_string();
   return store.ok() ? *store : nullptr;
-}
-
-StoreFixture redis_fixture() {
-  return StoreFixture{"Redis", [] {
-                        // A fresh database per test, so that stats() deltas are exact.
-                        g_server->command({"FLUSHALL"});
-                        return open_store();
-                      }};
 }
 
 std::map<std::string, std::uint64_t> command_stats() {
@@ -391,14 +382,7 @@ TEST(RedisStoreUrl, ParsesEveryForm) {
 
 }  // namespace
 
-INSTANTIATE_STORE_CONTRACT(Redis, redis_fixture());
-
-// The same suite through the asynchronous API (each call is *_async + wait).
-StoreFixture redis_fixture_async() {
-  StoreFixture sync = redis_fixture();
-  return StoreFixture{sync.name + "Async", [make = sync.make] { return idem::conformance::async_as_sync(make()); }};
-}
-INSTANTIATE_STORE_CONTRACT(RedisAsync, redis_fixture_async());
+// The contract suite on a standalone server runs in redis_contract_test.cpp.
 
 namespace {
 
