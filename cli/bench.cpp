@@ -22,7 +22,9 @@
 #include "idem/core/handler.h"
 #include "idem/core/metrics.h"
 #include "idem/core/processor.h"
+#include "idem/core/store_metrics.h"
 #include "idem/core/tracing.h"
+#include "metrics_listen.h"
 
 namespace idem::cli {
 namespace {
@@ -40,6 +42,9 @@ struct BenchOptions {
   std::uint64_t seed = 42;
   bool keep = false;
   std::string metrics_out;
+  std::string metrics_listen;
+  std::string metrics_linger = "0";
+  std::string snapshot_interval = "10s";
 };
 
 // Counts store calls (round trips) without a shared hot cache line.
@@ -154,12 +159,27 @@ int run_bench(const BenchOptions& options) {
   CheckerOptions checker_options;
   checker_options.key.scope = "idem-bench-" + run_id();
   checker_options.observer = calls;
-  if (!options.metrics_out.empty()) {
+  if (!options.metrics_out.empty() || !options.metrics_listen.empty()) {
     metrics = std::make_shared<MetricsRegistry>(MetricsOptions{.store = std::string(store->kind())});
     checker_options.observer =
         std::make_shared<CompositeObserver>(std::vector<std::shared_ptr<Observer>>{calls, metrics});
   }
   auto checker = std::make_shared<IdempotencyChecker>(store, checker_options);
+
+  // --metrics-listen: a live /metrics for the whole run (and --metrics-linger
+  // after it), with the store-level gauges a dashboard shows next to the
+  // counters. The listener is up before the first event, so a scrape can
+  // see every counter start at zero.
+  std::unique_ptr<MetricsListener> listener;
+  std::unique_ptr<StoreSnapshotPoller> poller;
+  if (!options.metrics_listen.empty()) {
+    if (parse_duration(options.snapshot_interval).count() <= 0) {
+      throw CliError(kExitUsage, "--snapshot-interval must be positive");
+    }
+    listener = std::make_unique<MetricsListener>(metrics, options.metrics_listen);
+    poller = std::make_unique<StoreSnapshotPoller>(
+        store, metrics, StoreSnapshotPollerOptions{.interval = parse_duration(options.snapshot_interval)});
+  }
 
   std::size_t unique = 0;
   const std::vector<std::uint32_t> sequence =
@@ -212,11 +232,12 @@ int run_bench(const BenchOptions& options) {
         }
       } else {
         executed_here = false;
-        std::optional<std::string> out = wrapped(envelope);
-        if (!executed_here) {
-          (out ? tally.replayed : tally.in_progress).fetch_add(1, std::memory_order_relaxed);
-        }
+        (void)wrapped(envelope);
+        if (!executed_here) tally.replayed.fetch_add(1, std::memory_order_relaxed);
       }
+    } catch (const EventInProgressError&) {
+      // The wrapper waited for the original and it was still running.
+      tally.in_progress.fetch_add(1, std::memory_order_relaxed);
     } catch (const std::exception& e) {
       tally.error(e.what());
     }
@@ -308,7 +329,7 @@ int run_bench(const BenchOptions& options) {
         static_cast<double>(static_cast<std::int64_t>(*stats->bytes) - static_cast<std::int64_t>(*bytes_before)) /
         static_cast<double>(unique);
   }
-  if (metrics) {
+  if (!options.metrics_out.empty()) {
     std::ofstream out(options.metrics_out);
     out << metrics->render();
     if (!out) throw CliError(kExitError, "cannot write --metrics-out " + options.metrics_out);
@@ -398,6 +419,12 @@ int run_bench(const BenchOptions& options) {
     std::printf("  errors         %llu%s%s\n", static_cast<unsigned long long>(errors), errors ? ", first: " : "",
                 tally.first_error.c_str());
   }
+  if (listener) {
+    // The verdict is printed; keep /metrics up so that the last scrape sees
+    // the final counts. SIGINT or SIGTERM ends the wait early, cleanly.
+    std::fflush(stdout);
+    wait_for_stop_signal(parse_duration(options.metrics_linger));
+  }
   if (!once && errors == 0) {
     throw CliError(kExitCheckFailed, "handler executions (" + std::to_string(executions) + ") != unique keys (" +
                                          std::to_string(unique) + "): " + std::to_string(keys_run_twice) +
@@ -432,6 +459,16 @@ void add_bench_command(CLI::App& app, Action& action) {
   command->add_flag("--keep", options->keep, "Keep the records written (default: delete them afterwards)");
   command->add_option("--metrics-out", options->metrics_out,
                       "Write the run's Prometheus metrics (text format) to this file");
+  command->add_option("--metrics-listen", options->metrics_listen,
+                      "Serve the run's metrics on http://HOST:PORT/metrics while it runs (e.g. 127.0.0.1:9464)");
+  command
+      ->add_option("--metrics-linger", options->metrics_linger,
+                   "With --metrics-listen: keep serving this long after the run (default 0; SIGTERM ends it)")
+      ->check(validate_duration);
+  command
+      ->add_option("--snapshot-interval", options->snapshot_interval,
+                   "With --metrics-listen: how often to read the store-level gauges (default 10s)")
+      ->check(validate_duration);
   command->callback([options, &action] { action = [options] { return run_bench(*options); }; });
 }
 

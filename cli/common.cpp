@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <limits>
 
 #include "idem/core/key.h"
 
@@ -41,10 +42,15 @@ std::string redact_url(std::string_view url) {
   return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
 }
 
-std::shared_ptr<Store> open_store_or_throw(const CommonOptions& options) {
+std::shared_ptr<Store> open_store_or_throw(const CommonOptions& options, Access access) {
   const std::string url = effective_store_url(options);
-  auto store = open_store(url);
-  if (!store) throw CliError(kExitError, "cannot open store " + redact_url(url) + ": " + store.error().to_string());
+  auto store = open_store(url, {.create_if_missing = access == Access::kModify});
+  if (!store) {
+    if (store.error().code() == ErrorCode::kNotFound) {
+      throw CliError(kExitError, "no store at " + redact_url(url) + ": " + store.error().message());
+    }
+    throw CliError(kExitError, "cannot open store " + redact_url(url) + ": " + store.error().to_string());
+  }
   return std::move(*store);
 }
 
@@ -65,7 +71,7 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     if (digits == 0 || digits > 12) {
       throw std::invalid_argument("invalid duration '" + original + "' (expected e.g. 90s, 15m, 2h, 1d)");
     }
-    const auto value = std::stoll(std::string(text.substr(0, digits)));
+    const std::int64_t value = std::stoll(std::string(text.substr(0, digits)));
     text.remove_prefix(digits);
     std::size_t unit_length = 0;
     while (unit_length < text.size() && std::isalpha(static_cast<unsigned char>(text[unit_length])) != 0) {
@@ -86,6 +92,11 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
       factor = 24 * 3600 * 1000;
     } else {
       throw std::invalid_argument("invalid duration '" + original + "': unit must be ms, s, m, h or d");
+    }
+    // 12 digits of days overflow 64-bit milliseconds: refuse instead.
+    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    if (value > kMax / factor || total.count() > kMax - value * factor) {
+      throw std::invalid_argument("duration '" + original + "' is too long");
     }
     total += std::chrono::milliseconds(value * factor);
   }

@@ -59,8 +59,14 @@ std::string effective_store_url(const CommonOptions& options);
 // Hides the password of "scheme://user:password@host" URLs for display.
 std::string redact_url(std::string_view url);
 
-// Opens the store or throws CliError(kExitError) naming the URL.
-std::shared_ptr<Store> open_store_or_throw(const CommonOptions& options);
+// What a subcommand does with the store. Inspection (get, list, stats)
+// never creates one: a mistyped path must say that nothing is there, not
+// show an empty store.
+enum class Access : std::uint8_t { kInspect, kModify };
+
+// Opens the store or throws CliError(kExitError) naming the URL. With
+// kInspect, a store that does not exist is reported (nothing is created).
+std::shared_ptr<Store> open_store_or_throw(const CommonOptions& options, Access access = Access::kModify);
 
 // A note on stderr when the store is memory://: a fresh process sees an
 // empty store, which surprises people who expect to inspect another process.

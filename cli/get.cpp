@@ -14,7 +14,7 @@ struct GetOptions {
 };
 
 int run_get(const GetOptions& options) {
-  auto store = open_store_or_throw(options.common);
+  auto store = open_store_or_throw(options.common, Access::kInspect);
   warn_if_process_local(*store, options.common);
   auto found = find_record(*store, options.key, options.scope);
   if (!found) throw CliError(kExitNotFound, "no record for key '" + options.key + "'");

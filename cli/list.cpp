@@ -38,7 +38,7 @@ int run_list(const ListOptions& options) {
   scan.status = parse_status_option(options.status);
   scan.older_than = parse_duration(options.older_than);
   scan.prefix = options.prefix;
-  auto store = open_store_or_throw(options.common);
+  auto store = open_store_or_throw(options.common, Access::kInspect);
   warn_if_process_local(*store, options.common);
 
   ProgressLine progress;

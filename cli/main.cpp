@@ -7,6 +7,12 @@
 
 #include "common.h"
 #include "idem/core/error.h"
+#ifdef IDEM_CLI_WITH_NATS
+#include "nats_commands.h"
+#endif
+#ifdef IDEM_HAVE_HTTP
+#include "webhook_demo.h"
+#endif
 
 int main(int argc, char** argv) {
   using namespace idem::cli;
@@ -23,6 +29,13 @@ int main(int argc, char** argv) {
   add_stats_command(app, action);
   add_bench_command(app, action);
   add_demo_command(app, action);
+#ifdef IDEM_CLI_WITH_NATS
+  add_nats_worker_command(app, action);
+  add_nats_publish_command(app, action);
+#endif
+#ifdef IDEM_HAVE_HTTP
+  add_webhook_demo_command(app, action);
+#endif
 
   try {
     app.parse(argc, argv);

@@ -1,11 +1,15 @@
 // `idem stats`: counts by status, the oldest in-flight record, store size.
 // `idem stats --health`: a probe (exit 0 healthy, 3 unhealthy).
+// `idem stats --metrics-listen HOST:PORT`: an exporter of the store-level
+// gauges (records by status, stuck PROCESSING records) for Prometheus.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 
 #include "common.h"
 #include "idem/core/checker.h"
+#include "idem/core/store_metrics.h"
+#include "metrics_listen.h"
 
 namespace idem::cli {
 namespace {
@@ -13,12 +17,39 @@ namespace {
 struct StatsOptions {
   CommonOptions common;
   bool health = false;
+  std::string metrics_listen;
+  std::string interval = "30s";
 };
+
+// Runs until SIGINT/SIGTERM. One exporter per store is enough: on Redis a
+// snapshot walks the keyspace, which every worker doing it would multiply.
+int run_exporter(const StatsOptions& options) {
+  const auto interval = parse_duration(options.interval);
+  if (interval.count() <= 0) throw CliError(kExitUsage, "--interval must be positive");
+  // Like every inspection: exporting zeros from a store created by a typo
+  // would hide the real one.
+  auto store = open_store_or_throw(options.common, Access::kInspect);
+  warn_if_process_local(*store, options.common);
+  auto metrics = std::make_shared<MetricsRegistry>(MetricsOptions{.store = std::string(store->kind())});
+  // The first snapshot is taken here, so that a store that cannot be read
+  // fails the command instead of serving an empty page.
+  auto first = snapshot_store(*store);
+  if (!first) throw CliError(kExitError, "cannot read store statistics: " + first.error().to_string());
+  metrics->set_store_snapshot(store->kind(), *first);
+  metrics->set_circuit_state(store->kind(), store->circuit_state());
+  MetricsListener listener(metrics, options.metrics_listen);
+  StoreSnapshotPoller poller(store, metrics, {.interval = interval, .on_error = [](const Error& error) {
+                                                std::fprintf(stderr, "idem: warning: store snapshot failed: %s\n",
+                                                             error.to_string().c_str());
+                                              }});
+  wait_for_stop_signal(std::chrono::milliseconds(-1));
+  return kExitOk;
+}
 
 int run_health(const StatsOptions& options) {
   const std::string url = effective_store_url(options.common);
   IdempotencyChecker::Health health;
-  auto store = open_store(url);
+  auto store = open_store(url, {.create_if_missing = false});  // a probe creates nothing
   if (store) {
     health = IdempotencyChecker(std::move(*store)).health();
   } else {
@@ -48,7 +79,8 @@ int run_health(const StatsOptions& options) {
 
 int run_stats(const StatsOptions& options) {
   if (options.health) return run_health(options);
-  auto store = open_store_or_throw(options.common);
+  if (!options.metrics_listen.empty()) return run_exporter(options);
+  auto store = open_store_or_throw(options.common, Access::kInspect);
   warn_if_process_local(*store, options.common);
   auto stats = store->stats();
   if (!stats) throw CliError(kExitError, "cannot read store statistics: " + stats.error().to_string());
@@ -96,6 +128,13 @@ void add_stats_command(CLI::App& app, Action& action) {
   add_common_options(*command, options->common);
   command->add_flag("--health", options->health,
                     "Only check that the store answers: exit 0 when healthy, 3 when not (for probes)");
+  command->add_option("--metrics-listen", options->metrics_listen,
+                      "Run as a Prometheus exporter of the store-level gauges on http://HOST:PORT/metrics "
+                      "until SIGTERM (e.g. 127.0.0.1:9465)");
+  command
+      ->add_option("--interval", options->interval,
+                   "With --metrics-listen: time between two store snapshots (default 30s)")
+      ->check(validate_duration);
   command->callback([options, &action] { action = [options] { return run_stats(*options); }; });
 }
 

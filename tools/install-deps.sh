@@ -9,8 +9,8 @@
 #   IDEM_DEPS_DRY_RUN=1    only print what would be installed
 #   IDEM_EXTRA_PACKAGES    more Debian packages to install, space-separated
 #
-# The Debian packages of redis-server and postgresql start system services on
-# install. Idem's tests start their own servers on free ports, so during the
+# The Debian packages of redis-server, postgresql and prometheus start system
+# services on install. Idem's tests start their own servers on free ports, so during the
 # install a policy-rc.d forbids service starts, and any service that apt
 # started anyway is stopped again.
 set -euo pipefail
@@ -25,13 +25,17 @@ packages=(
   g++ cmake ninja-build pkg-config make
   clang libclang-rt-14-dev clang-format  # fuzzing (libFuzzer) and the lint stage
   util-linux procps                      # setarch (TSan on high-entropy ASLR kernels), pgrep
+  spin                                   # model checking docs/model/idem.pml (tools/check-model.sh)
   # libraries
   libsqlite3-dev libhiredis-dev libssl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev libcpp-httplib-dev
   libpq-dev libpqxx-dev libnats-dev
   # servers the integration tests start themselves
   redis-server redis-tools nats-server postgresql-15
+  prometheus  # the ops kit: promtool checks the alert rules, a real Prometheus scrapes idem
+  doxygen     # the API reference (target idem_docs)
   openssl ca-certificates
+  curl  # the HTTP middleware's smoke test drives idem webhook-demo with a real curl
 )
 # Extra packages, space-separated (for a tool of your own).
 read -r -a extra <<<"${IDEM_EXTRA_PACKAGES:-}"
@@ -72,12 +76,13 @@ echo "install-deps: installing ${missing[*]}"
 
 # Remember which services were running before, so that only what apt starts
 # is stopped afterwards (a developer's own redis stays up).
-services=(redis-server postgresql nats-server)
+services=(redis-server postgresql nats-server prometheus)
 service_running() {
   case "$1" in
     redis-server) pgrep -x redis-server >/dev/null 2>&1 ;;
     postgresql) pgrep -x postgres >/dev/null 2>&1 ;;
     nats-server) pgrep -x nats-server >/dev/null 2>&1 ;;
+    prometheus) pgrep -x prometheus >/dev/null 2>&1 ;;
   esac
 }
 declare -A was_running=()

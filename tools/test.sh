@@ -8,8 +8,9 @@
 # is non-zero when any stage failed.
 #
 #   ci     preset ci (RelWithDebInfo, -Werror): build everything, run every
-#          ctest label (unit, conformance, integration, packaging) with
-#          IDEM_REQUIRE_SERVERS=1, so a missing server fails instead of skipping
+#          ctest label (unit, conformance, integration, packaging, examples, ops,
+#          docs, chaos, model) with IDEM_REQUIRE_SERVERS=1, so a missing server
+#          fails instead of skipping
 #   asan   preset asan-ubsan: the unit and conformance tests under ASan+UBSan
 #   tsan   preset tsan: the unit and conformance tests under TSan
 #   fuzz   preset fuzz (clang): each libFuzzer target for IDEM_FUZZ_SECONDS on

@@ -10,6 +10,7 @@
 #include "idem/core/error.h"      // IWYU pragma: export
 #include "idem/core/handler.h"    // IWYU pragma: export
 #include "idem/core/key.h"        // IWYU pragma: export
+#include "idem/core/limits.h"     // IWYU pragma: export
 #include "idem/core/observer.h"   // IWYU pragma: export
 #include "idem/core/processor.h"  // IWYU pragma: export
 #include "idem/core/record.h"     // IWYU pragma: export

@@ -2,28 +2,33 @@
 
 #include <algorithm>
 
+#include "core/duration_check.h"
 #include "idem/core/tracing.h"
 
 namespace idem {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kOneMs(1);
+
+Error invalid_option(std::string message) { return {ErrorCode::kInvalidConfiguration, std::move(message)}; }
 
 }  // namespace
 
 Status CheckerOptions::validate() const {
-  if (ttl <= std::chrono::milliseconds::zero()) return Error(ErrorCode::kInvalidArgument, "ttl must be positive");
-  if (lease <= std::chrono::milliseconds::zero()) return Error(ErrorCode::kInvalidArgument, "lease must be positive");
-  if (max_result_bytes == 0) return Error(ErrorCode::kInvalidArgument, "max_result_bytes must be positive");
+  constexpr ErrorCode kCode = ErrorCode::kInvalidConfiguration;
+  if (Status s = detail::check_duration("CheckerOptions::ttl", ttl, kOneMs, kMaxTtl, kCode); !s) return s;
+  if (Status s = detail::check_duration("CheckerOptions::lease", lease, kOneMs, kMaxLease, kCode); !s) return s;
+  if (max_result_bytes == 0) return invalid_option("CheckerOptions::max_result_bytes must be positive");
   if (key.prefix.find('\0') != std::string::npos || key.scope.find('\0') != std::string::npos) {
-    return Error(ErrorCode::kInvalidArgument, "key prefix and scope must not contain NUL bytes");
+    return invalid_option("CheckerOptions::key prefix and scope must not contain NUL bytes");
   }
   return {};
 }
 
 IdempotencyChecker::IdempotencyChecker(std::shared_ptr<Store> store, CheckerOptions options)
     : store_(std::move(store)), options_(std::move(options)) {
-  if (!store_) throw IdemError(Error(ErrorCode::kInvalidArgument, "IdempotencyChecker needs a store"));
+  if (!store_) throw ConfigurationError(invalid_option("IdempotencyChecker needs a store (it was given null)"));
   options_.validate().value();
 }
 
@@ -240,7 +245,13 @@ std::string_view IdempotencyChecker::capped_error(std::string_view error) const 
 }
 
 Status IdempotencyChecker::complete(std::string_view key, Token token, std::string_view result) const {
-  if (Status too_large = check_result_size(result); !too_large) return too_large;
+  if (Status too_large = check_result_size(result); !too_large) {
+    // Keep the promise of max_result_bytes: FAILED (retryable), not a record
+    // left PROCESSING that answers "in progress" until its lease runs out.
+    // The size error is what the caller must see, whatever fail() answers.
+    (void)fail(key, token, too_large.error().message(), true);
+    return too_large;
+  }
   const auto start = SteadyClock::now();
   Status status = store_->complete({.key = key, .token = token, .result = result, .ttl = options_.ttl});
   observe_call(StoreOp::kComplete, start, status ? nullptr : &status.error());
@@ -297,7 +308,12 @@ const Error* error_of(const Value& value) {
 void IdempotencyChecker::complete_async(std::string_view key, Token token, std::string_view result,
                                         StatusCallback done) const {
   if (Status too_large = check_result_size(result); !too_large) {
-    done(std::move(too_large));
+    // As complete(): mark FAILED (retryable), then report the size error.
+    const std::string message = too_large.error().message();
+    fail_async(key, token, message, true,
+               [too_large = std::move(too_large), done = std::move(done)](const Status& /*failed*/) mutable {
+                 done(std::move(too_large));
+               });
     return;
   }
   const auto start = SteadyClock::now();

@@ -91,7 +91,50 @@ std::string sha256_hex(std::string_view data) {
   return hex;
 }
 
-std::string Envelope::payload_fingerprint() const { return sha256_hex(payload).substr(0, 32); }
+namespace {
+
+// True when `json` nests at most kMaxNestingDepth arrays and objects. A
+// plain scan, cheaper than parse_bounded()'s per-token callback: the
+// fingerprint is computed on every claim.
+bool nesting_within_bound(std::string_view json) noexcept {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : json) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxNestingDepth) return false;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string Envelope::payload_fingerprint() const {
+  // Hash the canonical form whatever way `payload` was set: a hand-written
+  // `{ "a": 1 }` and the parsed `{"a":1}` are the same payload, and a
+  // spurious kMismatch between them would refuse a legitimate redelivery.
+  // Text that is not JSON (or nests absurdly deep) is hashed as written.
+  if (nesting_within_bound(payload)) {
+    const Json value = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
+    if (!value.is_discarded()) {
+      return sha256_hex(value.dump(-1, ' ', false, Json::error_handler_t::replace)).substr(0, 32);
+    }
+  }
+  return sha256_hex(payload).substr(0, 32);
+}
 
 Status Envelope::set_payload_json(std::string_view json) {
   try {

@@ -15,6 +15,9 @@ std::string_view to_string(ErrorCode code) noexcept {
     case ErrorCode::kNotFound: return "not_found";
     case ErrorCode::kCorrupt: return "corrupt";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kInvalidConfiguration: return "invalid_configuration";
+    case ErrorCode::kDuplicate: return "duplicate";
+    case ErrorCode::kInProgress: return "in_progress";
   }
   return "unknown";
 }
@@ -39,6 +42,7 @@ void throw_error(Error error) {
     case ErrorCode::kLeaseLost: throw LeaseLostError(std::move(error));
     case ErrorCode::kMismatch: throw KeyMismatchError(std::move(error));
     case ErrorCode::kInvalidArgument: throw InvalidEnvelopeError(std::move(error));
+    case ErrorCode::kInvalidConfiguration: throw ConfigurationError(std::move(error));
     case ErrorCode::kResultTooLarge: throw ResultTooLargeError(std::move(error));
     default: throw IdemError(std::move(error));
   }

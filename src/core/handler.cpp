@@ -4,9 +4,23 @@
 
 namespace idem {
 
+namespace {
+
+// apply_duplicate_options() turns a replay into what `options` ask for; the
+// wrapper and process_with_idempotency(envelope, handler, options) share it.
+void apply_duplicate_options(ProcessResult& outcome, const HandlerOptions& options) {
+  if (outcome.disposition != Disposition::kReplayed) return;
+  if (!options.skip_on_duplicate) throw DuplicateEventError(outcome.key, ClaimStatus::kCompleted, outcome.result);
+  if (!options.return_cached_result) outcome.result.reset();
+}
+
+}  // namespace
+
 ProcessResult process_with_idempotency(IdempotentEventProcessor& processor, const Envelope& envelope,
                                        const StringHandler& handler) {
-  ProcessingContext ctx = processor.process(envelope);
+  const std::chrono::milliseconds wait = processor.options().wait_for_in_progress.value_or(kDefaultInProgressWait);
+  const auto started = std::chrono::steady_clock::now();
+  ProcessingContext ctx = processor.process(envelope, wait);
   ProcessResult outcome;
   outcome.key = ctx.key();
   if (ctx.should_process()) {
@@ -45,14 +59,21 @@ ProcessResult process_with_idempotency(IdempotentEventProcessor& processor, cons
       return outcome;
     case ClaimStatus::kFailed:
       throw TerminalError(ctx.cached_error().value_or("failed terminally (no message stored)"));
-    default: outcome.disposition = Disposition::kInProgress; return outcome;
+    default:
+      // Never a normal return: a caller that acks every return would ack
+      // this delivery, and lose the event if the original then dies.
+      throw EventInProgressError(
+          ctx.key(), ctx.record(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started));
   }
 }
 
 ProcessResult process_with_idempotency(const Envelope& envelope, const StringHandler& handler,
                                        const HandlerOptions& options) {
   IdempotentEventProcessor processor(options.checker ? options.checker : get_idempotency_checker(), options.processor);
-  return process_with_idempotency(processor, envelope, handler);
+  ProcessResult outcome = process_with_idempotency(processor, envelope, handler);
+  apply_duplicate_options(outcome, options);
+  return outcome;
 }
 
 namespace detail {
@@ -76,21 +97,8 @@ std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handl
       shared->processor = std::make_unique<IdempotentEventProcessor>(std::move(checker), shared->options.processor);
     });
     ProcessResult outcome = process_with_idempotency(*shared->processor, envelope, shared->handler);
-    switch (outcome.disposition) {
-      case Disposition::kExecuted:
-      case Disposition::kUnprotected: return outcome.result;
-      case Disposition::kReplayed:
-        if (!shared->options.skip_on_duplicate) {
-          throw DuplicateEventError(outcome.key, ClaimStatus::kCompleted, outcome.result);
-        }
-        return shared->options.return_cached_result ? outcome.result : std::nullopt;
-      case Disposition::kInProgress:
-        if (!shared->options.skip_on_duplicate) {
-          throw DuplicateEventError(outcome.key, ClaimStatus::kInProgress, std::nullopt);
-        }
-        return std::nullopt;
-    }
-    return std::nullopt;
+    apply_duplicate_options(outcome, shared->options);
+    return std::move(outcome.result);
   };
 }
 

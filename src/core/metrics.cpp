@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -181,7 +182,7 @@ enum ScopeCounter : std::size_t {
 };
 
 constexpr std::size_t kOpCount = 8;          // StoreOp values
-constexpr std::size_t kErrorCodeCount = 11;  // ErrorCode values
+constexpr std::size_t kErrorCodeCount = 14;  // ErrorCode values
 
 std::string_view op_name(std::size_t op) noexcept {
   // Kept local (not idem::to_string) so the registry depends on no other
@@ -193,9 +194,9 @@ std::string_view op_name(std::size_t op) noexcept {
 
 std::string_view code_name(std::size_t code) noexcept {
   static constexpr std::array<std::string_view, kErrorCodeCount> kNames = {
-      "ok",         "invalid_argument", "unavailable",      "timeout",
-      "lease_lost", "mismatch",         "result_too_large", "resource_exhausted",
-      "not_found",  "corrupt",          "internal"};
+      "ok",       "invalid_argument",      "unavailable",        "timeout",    "lease_lost",
+      "mismatch", "result_too_large",      "resource_exhausted", "not_found",  "corrupt",
+      "internal", "invalid_configuration", "duplicate",          "in_progress"};
   return code < kNames.size() ? kNames[code] : "unknown";
 }
 
@@ -216,6 +217,10 @@ struct StoreBlock {
   StripedCells latency;          // kOpCount histograms, op-major
   StripedCells errors;           // op-major, by error code
   std::atomic<int> circuit{-1};  // -1: never reported
+  // The last StoreSnapshot; written by one poller every few seconds, so a
+  // mutex costs nothing that matters.
+  std::mutex snapshot_mutex;
+  std::optional<StoreSnapshot> snapshot;
 };
 
 // LabelCache maps a label value to its block. Readers see an immutable sorted
@@ -304,6 +309,12 @@ struct MetricsState {
   std::mutex learn_mutex;
   std::string learned_store_value;
   std::atomic<const std::string*> learned_store{nullptr};
+  // Guarded handlers started and ended; in flight is the difference. Two
+  // monotonic striped counters instead of one shared gauge: starting and
+  // ending are on the hot path, often on different threads.
+  static constexpr std::size_t kHandlersStarted = 0;
+  static constexpr std::size_t kHandlersEnded = 1;
+  StripedCells handlers{2};
 };
 
 }  // namespace detail
@@ -535,6 +546,38 @@ void MetricsRegistry::set_circuit_state(std::string_view store, CircuitState sta
   state_->store(store).circuit.store(static_cast<int>(state), std::memory_order_relaxed);
 }
 
+void MetricsRegistry::set_store_snapshot(std::string_view store, const StoreSnapshot& snapshot) {
+  detail::StoreBlock& block = state_->store(store);
+  std::lock_guard lock(block.snapshot_mutex);
+  block.snapshot = snapshot;
+}
+
+namespace {
+// InFlightSpan counts one guarded handler from its start to its verdict.
+class InFlightSpan final : public SpanScope {
+ public:
+  explicit InFlightSpan(detail::StripedCells& handlers) : handlers_(handlers) {
+    handlers_.add(detail::MetricsState::kHandlersStarted, 1);
+  }
+  ~InFlightSpan() override { handlers_.add(detail::MetricsState::kHandlersEnded, 1); }
+  InFlightSpan(const InFlightSpan&) = delete;
+  InFlightSpan& operator=(const InFlightSpan&) = delete;
+  void set_attribute(std::string_view /*name*/, std::string_view /*value*/) override {}
+  void set_attribute(std::string_view /*name*/, std::int64_t /*value*/) override {}
+  void set_error(std::string_view /*message*/) override {}
+
+ private:
+  detail::StripedCells& handlers_;
+};
+}  // namespace
+
+std::unique_ptr<SpanScope> MetricsRegistry::start_span(std::string_view name) {
+  // The name of observer.h's handler span (trace::kSpanHandler); spelled out
+  // so that the registry depends on no other part of the core.
+  if (name != "idem.handler") return nullptr;
+  return std::make_unique<InFlightSpan>(state_->handlers);
+}
+
 std::string MetricsRegistry::render() const {
   const detail::MetricsState& s = *state_;
   Writer w(s.options.prefix);
@@ -587,14 +630,31 @@ std::string MetricsRegistry::render() const {
   simple({"fail_open_total", "Handlers run without protection because the store was down (fail-open).",
           ScopeCounter::kFailOpen});
 
+  // An operation is "used" once it has a latency observation (every call,
+  // failed or not, has one).
+  auto op_used = [&](const detail::StoreBlock& block, std::size_t op) {
+    const std::size_t base = op * s.store_layout.cells();
+    for (std::size_t i = 0; i + 1 < s.store_layout.cells(); ++i) {
+      if (block.latency.sum(base + i) != 0) return true;
+    }
+    return false;
+  };
+
   w.family("store_errors_total", "counter", "Store calls that failed, by operation and error code.");
   for (const auto& [kind, block] : stores) {
     for (std::size_t op = 0; op < detail::kOpCount; ++op) {
+      const bool used = op_used(*block, op);
       for (std::size_t code = 0; code < detail::kErrorCodeCount; ++code) {
         const std::uint64_t n = block->errors.sum(op * detail::kErrorCodeCount + code);
         // Only codes that occurred: 88 always-zero series per store would
-        // drown the useful ones.
-        if (n != 0) {
+        // drown the useful ones. The outage codes are the exception: they
+        // start at 0 for every operation in use, because rate() and
+        // increase() cannot see the first increment of a series that
+        // appears at 1, and that first error is what the error-rate alert
+        // and the dashboard are waiting for.
+        const bool outage_code = code == static_cast<std::size_t>(ErrorCode::kUnavailable) ||
+                                 code == static_cast<std::size_t>(ErrorCode::kTimeout);
+        if (n != 0 || (used && outage_code)) {
           w.sample("store_errors_total", {{"store", kind}, {"op", detail::op_name(op)}}, "code",
                    detail::code_name(code), n);
         }
@@ -604,8 +664,10 @@ std::string MetricsRegistry::render() const {
 
   w.family("circuit_breaker_state", "gauge", "Circuit breaker state of the store: 0 closed, 1 half-open, 2 open.");
   for (const auto& [kind, block] : stores) {
-    const int circuit = block->circuit.load(std::memory_order_relaxed);
-    if (circuit >= 0) w.sample("circuit_breaker_state", {{"store", kind}}, "", "", static_cast<std::uint64_t>(circuit));
+    // Never reported means closed: the checker reports transitions away
+    // from an initial kClosed, and stores without a breaker never leave it.
+    const int circuit = std::max(block->circuit.load(std::memory_order_relaxed), 0);
+    w.sample("circuit_breaker_state", {{"store", kind}}, "", "", static_cast<std::uint64_t>(circuit));
   }
 
   w.family("store_call_duration_seconds", "histogram", "Latency of store calls, by operation.");
@@ -613,9 +675,7 @@ std::string MetricsRegistry::render() const {
     for (std::size_t op = 0; op < detail::kOpCount; ++op) {
       const std::size_t base = op * s.store_layout.cells();
       // Skip operations never called: their series would be all zeros.
-      bool used = false;
-      for (std::size_t i = 0; i + 1 < s.store_layout.cells() && !used; ++i) used = block->latency.sum(base + i) != 0;
-      if (!used) continue;
+      if (!op_used(*block, op)) continue;
       render_histogram(w, "store_call_duration_seconds", s.store_layout, block->latency, base,
                        {{"store", kind}, {"op", detail::op_name(op)}});
     }
@@ -625,6 +685,51 @@ std::string MetricsRegistry::render() const {
   for (const auto& [scope, block] : scopes) {
     render_histogram(w, "handler_duration_seconds", s.handler_layout, block->handler, 0,
                      {{"scope", scope}, {"store", store}});
+  }
+
+  w.family("handlers_in_flight", "gauge",
+           "Handlers running now under the guard or the wrapper (claim held, no verdict).");
+  {
+    // Ended first: a handler that ends between the two reads then shows as
+    // still running, never as a negative count.
+    const std::uint64_t ended = s.handlers.sum(detail::MetricsState::kHandlersEnded);
+    const std::uint64_t started = s.handlers.sum(detail::MetricsState::kHandlersStarted);
+    w.sample("handlers_in_flight", {{"store", store}}, "", "", started >= ended ? started - ended : 0);
+  }
+
+  std::vector<std::pair<std::string_view, StoreSnapshot>> snapshots;
+  for (const auto& [kind, block] : stores) {
+    std::lock_guard lock(block->snapshot_mutex);
+    if (block->snapshot) snapshots.emplace_back(kind, *block->snapshot);
+  }
+  if (!snapshots.empty()) {
+    auto seconds = [](std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1e3; };
+    w.family("records", "gauge", "Live records in the store, by status (from the last store snapshot).");
+    for (const auto& [kind, snap] : snapshots) {
+      w.sample("records", {{"store", kind}}, "status", "processing", snap.processing);
+      w.sample("records", {{"store", kind}}, "status", "completed", snap.completed);
+      w.sample("records", {{"store", kind}}, "status", "failed", snap.failed);
+    }
+    w.family("processing_oldest_age_seconds", "gauge", "Age of the oldest PROCESSING record; 0 when none.");
+    for (const auto& [kind, snap] : snapshots) {
+      w.sample_double("processing_oldest_age_seconds", {{"store", kind}}, "", "", seconds(snap.oldest_processing_age));
+    }
+    w.family("processing_lease_expired_records", "gauge",
+             "PROCESSING records whose lease ran out and that nobody took over yet (their worker died or hung).");
+    for (const auto& [kind, snap] : snapshots) {
+      w.sample("processing_lease_expired_records", {{"store", kind}}, "", "", snap.lease_expired);
+    }
+    w.family("processing_lease_expired_max_seconds", "gauge",
+             "How long ago the longest-expired lease of a PROCESSING record ran out; 0 when none.");
+    for (const auto& [kind, snap] : snapshots) {
+      w.sample_double("processing_lease_expired_max_seconds", {{"store", kind}}, "", "",
+                      seconds(snap.lease_expired_max));
+    }
+    w.family("store_snapshot_timestamp_seconds", "gauge", "When the last store snapshot was taken (Unix time).");
+    for (const auto& [kind, snap] : snapshots) {
+      w.sample_double("store_snapshot_timestamp_seconds", {{"store", kind}}, "", "",
+                      seconds(snap.taken_at.time_since_epoch()));
+    }
   }
   return w.take();
 }

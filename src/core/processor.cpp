@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "core/duration_check.h"
 #include "core/lease_keeper.h"
 #include "idem/core/tracing.h"
 
@@ -90,19 +91,39 @@ FailureKind default_failure_classifier(const std::exception_ptr& error) {
     std::rethrow_exception(error);
   } catch (const TerminalError&) {
     return FailureKind::kTerminal;
-  } catch (const ResultTooLargeError&) {
-    return FailureKind::kTerminal;
   } catch (...) {
     return FailureKind::kRetryable;
   }
 }
 
 DuplicateEventError::DuplicateEventError(std::string key, ClaimStatus status, std::optional<std::string> cached_result)
-    : IdemError(Error(ErrorCode::kInvalidArgument,
+    : IdemError(Error(ErrorCode::kDuplicate,
                       "duplicate event for key '" + key + "' (" + std::string(to_string(status)) + ")")),
       key_(std::move(key)),
       status_(status),
       cached_result_(std::move(cached_result)) {}
+
+EventInProgressError::EventInProgressError(std::string key, std::optional<IdempotencyRecord> record,
+                                           std::chrono::milliseconds waited)
+    : IdemError(Error(ErrorCode::kInProgress, "event for key '" + key + "' is still being processed by another worker" +
+                                                  " (waited " + std::to_string(waited.count()) +
+                                                  " ms); do not ack it, redeliver it later")),
+      key_(std::move(key)),
+      record_(std::move(record)),
+      waited_(waited) {}
+
+Status ProcessorOptions::validate() const {
+  constexpr ErrorCode kCode = ErrorCode::kInvalidConfiguration;
+  constexpr std::chrono::milliseconds kZero(0);
+  if (wait_for_in_progress) {
+    if (Status s = detail::check_duration("ProcessorOptions::wait_for_in_progress", *wait_for_in_progress, kZero,
+                                          kMaxInProgressWait, kCode);
+        !s) {
+      return s;
+    }
+  }
+  return detail::check_duration("ProcessorOptions::heartbeat_interval", heartbeat_interval, kZero, kMaxLease, kCode);
+}
 
 // --- ProcessingContext --------------------------------------------------------
 
@@ -155,14 +176,17 @@ const std::optional<Checkpoint>& ProcessingContext::last_checkpoint() const noex
 bool ProcessingContext::finished() const noexcept { return state_->finished; }
 
 namespace {
+// Calling these on a context that does not allow it is a bug in the
+// calling code, not in the message: a ConfigurationError.
 void require_owner(const detail::ContextState& s, const char* operation) {
   if (!s.outcome.acquired()) {
-    throw IdemError(Error(ErrorCode::kInvalidArgument, std::string(operation) + " on key '" + s.key +
-                                                           "', which this worker does not own (a duplicate)"));
+    throw ConfigurationError(
+        Error(ErrorCode::kInvalidConfiguration,
+              std::string(operation) + " on key '" + s.key + "', which this worker does not own (a duplicate)"));
   }
   if (s.finished) {
-    throw IdemError(Error(ErrorCode::kInvalidArgument,
-                          std::string(operation) + " on key '" + s.key + "', which is already finished"));
+    throw ConfigurationError(Error(ErrorCode::kInvalidConfiguration,
+                                   std::string(operation) + " on key '" + s.key + "', which is already finished"));
   }
 }
 }  // namespace
@@ -199,9 +223,8 @@ void ProcessingContext::mark_completed(std::string_view result) {
       s.report(HandlerOutcome::kLeaseLost);
       break;
     case ErrorCode::kResultTooLarge:
-      // Keep the key retryable: a later attempt (or a fixed handler) may
-      // produce something storable.
-      (void)s.checker->fail(s.key, s.outcome.token, status.error().message(), true);
+      // The checker has marked the record FAILED (retryable): a later
+      // attempt (or a fixed handler) may produce something storable.
       s.finished = true;
       s.report(HandlerOutcome::kFailedRetryable);
       break;
@@ -253,7 +276,17 @@ IdempotentEventProcessor::IdempotentEventProcessor(std::shared_ptr<IdempotencyCh
                                                    ProcessorOptions options)
     : checker_(std::move(checker)), options_(std::move(options)) {
   if (!checker_) {
-    throw IdemError(Error(ErrorCode::kInvalidArgument, "IdempotentEventProcessor needs a checker"));
+    throw ConfigurationError(
+        Error(ErrorCode::kInvalidConfiguration, "IdempotentEventProcessor needs a checker (it was given null)"));
+  }
+  options_.validate().value();
+  if (options_.heartbeat && options_.heartbeat_interval.count() > 0 &&
+      options_.heartbeat_interval >= checker_->options().lease) {
+    throw ConfigurationError(Error(
+        ErrorCode::kInvalidConfiguration,
+        "ProcessorOptions::heartbeat_interval (" + std::to_string(options_.heartbeat_interval.count()) +
+            " ms) must be shorter than CheckerOptions::lease (" + std::to_string(checker_->options().lease.count()) +
+            " ms), or the lease runs out between two heartbeats"));
   }
   key_options_ = checker_->options().key;
   if (options_.scope) key_options_.scope = *options_.scope;
@@ -268,6 +301,11 @@ FailureKind IdempotentEventProcessor::classify(const std::exception_ptr& error) 
 }
 
 ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope) {
+  return process(envelope, options_.wait_for_in_progress.value_or(std::chrono::milliseconds(0)));
+}
+
+ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope,
+                                                    std::chrono::milliseconds wait_for_in_progress) {
   auto state = std::make_unique<detail::ContextState>();
   state->checker = checker_;
   state->keeper = lease_keeper_;
@@ -289,8 +327,8 @@ ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope) {
   state->key = std::move(claim->key);
   state->outcome = std::move(claim->outcome);
 
-  if (state->outcome.status == ClaimStatus::kInProgress && options_.wait_for_in_progress.count() > 0) {
-    auto waited = checker_->wait_for_completion(state->key, options_.wait_for_in_progress);
+  if (state->outcome.status == ClaimStatus::kInProgress && wait_for_in_progress.count() > 0) {
+    auto waited = checker_->wait_for_completion(state->key, std::min(wait_for_in_progress, kMaxInProgressWait));
     if (!waited) throw_error(std::move(waited).error());
     const bool settled = !*waited || (*waited)->status != ProcessingStatus::kProcessing ||
                          !(*waited)->lease_valid(
@@ -301,6 +339,8 @@ ProcessingContext IdempotentEventProcessor::process(const Envelope& envelope) {
       auto again = checker_->claim(envelope, key_options_);
       if (!again) throw_error(std::move(again).error());
       state->outcome = std::move(again->outcome);
+    } else {
+      state->outcome.record = std::move(*waited);  // the owner's latest lease
     }
   }
 

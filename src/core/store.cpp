@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "core/duration_check.h"
+
 namespace idem {
 namespace {
 
@@ -20,7 +22,26 @@ void deliver(Callback& done, Value&& value) noexcept {
   }
 }
 
+Status check_duration(std::string_view field, std::chrono::milliseconds value, std::chrono::milliseconds max) {
+  return detail::check_duration(field, value, std::chrono::milliseconds(1), max, ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
+
+Status validate_claim_request(const ClaimRequest& request) {
+  if (Status s = check_duration("claim request lease", request.lease, kMaxLease); !s) return s;
+  return check_duration("claim request ttl", request.ttl, kMaxTtl);
+}
+
+Status validate_complete_request(const CompleteRequest& request) {
+  return check_duration("complete request ttl", request.ttl, kMaxTtl);
+}
+
+Status validate_fail_request(const FailRequest& request) {
+  return check_duration("fail request ttl", request.ttl, kMaxTtl);
+}
+
+Status validate_lease(std::chrono::milliseconds lease) { return check_duration("extend lease", lease, kMaxLease); }
 
 void Store::claim_async(const ClaimRequest& request, ResultCallback<ClaimOutcome> done) {
   deliver(done, claim(request));
@@ -43,7 +64,7 @@ void Store::remove_async(std::string_view key, ResultCallback<bool> done) { deli
 
 Result<std::optional<IdempotencyRecord>> Store::wait_settled(std::string_view key, std::chrono::milliseconds timeout) {
   using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = saturating_add(Clock::now(), std::max(timeout, std::chrono::milliseconds(0)));
   // Start fast (most handlers are short), back off to bound the polling load
   // that many waiting duplicates put on the store.
   std::chrono::milliseconds delay(2);
@@ -61,6 +82,10 @@ Result<std::optional<IdempotencyRecord>> Store::wait_settled(std::string_view ke
 }
 
 Result<std::vector<ClaimOutcome>> Store::claim_many(std::span<const ClaimRequest> requests) {
+  // A bad request fails the batch before any claim is written.
+  for (const ClaimRequest& request : requests) {
+    if (Status valid = validate_claim_request(request); !valid) return std::move(valid).error();
+  }
   std::vector<ClaimOutcome> outcomes;
   outcomes.reserve(requests.size());
   for (const ClaimRequest& request : requests) {

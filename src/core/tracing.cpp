@@ -13,24 +13,6 @@
 namespace idem {
 namespace {
 
-// Local name tables keep this file independent of the translation units that
-// define to_string() for these enums; the names are the same.
-std::string_view op_name(StoreOp op) noexcept {
-  static constexpr std::array<std::string_view, 8> kNames = {"claim",  "claim_many", "complete", "fail",
-                                                             "extend", "checkpoint", "get",      "remove"};
-  const auto i = static_cast<std::size_t>(op);
-  return i < kNames.size() ? kNames[i] : "unknown";
-}
-
-std::string_view code_name(ErrorCode code) noexcept {
-  static constexpr std::array<std::string_view, 11> kNames = {
-      "ok",         "invalid_argument", "unavailable",      "timeout",
-      "lease_lost", "mismatch",         "result_too_large", "resource_exhausted",
-      "not_found",  "corrupt",          "internal"};
-  const auto i = static_cast<std::size_t>(code);
-  return i < kNames.size() ? kNames[i] : "unknown";
-}
-
 // LogLine builds one logfmt or JSON line.
 class LogLine {
  public:
@@ -312,8 +294,8 @@ void LoggingObserver::on_store_call(std::string_view store_kind, StoreOp op, std
   if (error == nullptr || !enabled(LogLevel::kWarn)) return;
   LogLine line(options_.format, options_.timestamps, LogLevel::kWarn, "idem store error");
   line.add(trace::kStore, store_kind)
-      .add("idem.op", op_name(op))
-      .add(trace::kErrorType, code_name(error->code()))
+      .add("idem.op", to_string(op))
+      .add(trace::kErrorType, to_string(error->code()))
       .add("error", error->message())
       .add(trace::kLatencyMs,
            static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(latency).count()));
@@ -353,7 +335,7 @@ void LoggingObserver::on_fail_open(std::string_view scope, const Error& error) {
   if (!enabled(LogLevel::kError)) return;
   LogLine line(options_.format, options_.timestamps, LogLevel::kError, "idem fail-open: handler ran unprotected");
   if (!scope.empty()) line.add(trace::kScope, scope);
-  line.add(trace::kErrorType, code_name(error.code())).add("error", error.message());
+  line.add(trace::kErrorType, to_string(error.code())).add("error", error.message());
   emit(options_, LogLevel::kError, line);
 }
 
@@ -384,6 +366,10 @@ void CompositeObserver::on_handler(std::string_view scope, HandlerOutcome outcom
 
 void CompositeObserver::on_fail_open(std::string_view scope, const Error& error) {
   for (auto& o : observers_) o->on_fail_open(scope, error);
+}
+
+void CompositeObserver::on_circuit_state(std::string_view store_kind, CircuitState state) {
+  for (auto& o : observers_) o->on_circuit_state(store_kind, state);
 }
 
 std::unique_ptr<SpanScope> CompositeObserver::start_span(std::string_view name) {

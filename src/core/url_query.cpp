@@ -13,7 +13,7 @@ Result<std::vector<QueryParam>> split_url_query(std::string_view query) {
     if (item.empty()) continue;
     const std::size_t eq = item.find('=');
     if (eq == std::string_view::npos) {
-      return Error(ErrorCode::kInvalidArgument, "query parameter '" + std::string(item) + "' has no value");
+      return Error(ErrorCode::kInvalidConfiguration, "query parameter '" + std::string(item) + "' has no value");
     }
     params.push_back({item.substr(0, eq), item.substr(eq + 1)});
   }

@@ -17,23 +17,27 @@
 
 namespace idem {
 
-Result<std::shared_ptr<Store>> open_store(std::string_view url) {
+Result<std::shared_ptr<Store>> open_store(std::string_view url) { return open_store(url, OpenOptions{}); }
+
+Result<std::shared_ptr<Store>> open_store(std::string_view url, const OpenOptions& options) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
-    return Error(ErrorCode::kInvalidArgument, "store URL '" + std::string(url) +
-                                                  "' has no scheme (expected memory://, sqlite:///path, redis://...)");
+    return Error(
+        ErrorCode::kInvalidConfiguration,
+        "store URL '" + std::string(url) + "' has no scheme (expected memory://, sqlite:///path, redis://...)");
   }
   const std::string_view scheme = url.substr(0, scheme_end);
-  if (scheme == "memory") return MemoryStore::open(url);
+  if (scheme == "memory") return MemoryStore::open(url, options);
 #ifdef IDEM_HAVE_SQLITE
-  if (scheme == "sqlite") return SqliteStore::open(url);
+  if (scheme == "sqlite") return SqliteStore::open(url, options);
 #endif
 #ifdef IDEM_HAVE_REDIS
+  // A network store has nothing to create: `options` does not apply.
   if (scheme == "redis" || scheme == "rediss" || scheme == "redis+sentinel" || scheme == "redis+cluster") {
     return RedisStore::open(url);
   }
 #endif
-  return Error(ErrorCode::kInvalidArgument,
+  return Error(ErrorCode::kInvalidConfiguration,
                "store URL scheme '" + std::string(scheme) + "' is not supported by this build of idem");
 }
 
@@ -56,8 +60,11 @@ std::shared_ptr<IdempotencyChecker> get_idempotency_checker() {
     const std::string url = (configured != nullptr && configured[0] != '\0') ? configured : default_store_url();
     auto store = open_store(url);
     if (!store) {
-      throw StoreUnavailableError(
-          Error(ErrorCode::kUnavailable, "cannot open the default store '" + url + "': " + store.error().message()));
+      const std::string message = "cannot open the default store '" + url + "': " + store.error().message();
+      if (store.error().code() == ErrorCode::kInvalidConfiguration) {
+        throw ConfigurationError(Error(ErrorCode::kInvalidConfiguration, message));
+      }
+      throw StoreUnavailableError(Error(ErrorCode::kUnavailable, message));
     }
     g_default_checker = std::make_shared<IdempotencyChecker>(std::move(*store));
   }

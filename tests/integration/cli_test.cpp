@@ -325,8 +325,35 @@ TEST_F(CliTest, HealthExitCodes) {
   EXPECT_EQ(json::parse(run.out)["healthy"], false);
 }
 
+// Issue 7 item 8: a mistyped path is reported, never turned into an empty
+// store that reports zero records.
+TEST_F(CliTest, InspectionCommandsCreateNothing) {
+  const fs::path missing = dir_ / "no" / "such" / "dir" / "x.db";
+  const std::string url = "sqlite://" + missing.string();
+  for (const auto& args : std::vector<std::vector<std::string>>{{"stats", "--store", url},
+                                                                {"stats", "--store", url, "--json"},
+                                                                {"get", "some-key", "--store", url},
+                                                                {"list", "--store", url},
+                                                                {"list", "--store", url, "--json"}}) {
+    CliRun run = run_idem(args);
+    EXPECT_EQ(run.code, 1) << args[0] << ": " << run.out << run.err;
+    EXPECT_EQ(count_lines(run.err), 1) << run.err;
+    EXPECT_NE(run.err.find("nothing exists at"), std::string::npos) << run.err;
+    EXPECT_TRUE(run.out.empty() || run.out.find("STATUS") == 0) << run.out;
+    EXPECT_FALSE(fs::exists(dir_ / "no")) << args[0] << " created " << (dir_ / "no");
+  }
+  CliRun health = run_idem({"stats", "--health", "--store", url});
+  EXPECT_EQ(health.code, 3) << health.out << health.err;
+  EXPECT_FALSE(fs::exists(dir_ / "no"));
+  // A named memory store does not exist in a fresh process either.
+  CliRun named = run_idem({"stats", "--store", "memory://orders"});
+  EXPECT_EQ(named.code, 1) << named.out << named.err;
+  EXPECT_NE(named.err.find("no store named 'orders'"), std::string::npos) << named.err;
+}
+
 TEST_F(CliTest, UsageErrorsExitTwoWithOneLine) {
   for (const auto& args : std::vector<std::vector<std::string>>{{"list", "--older-than", "5x"},
+                                                                {"list", "--older-than", "999999999999d"},
                                                                 {"list", "--bogus"},
                                                                 {"get"},
                                                                 {},

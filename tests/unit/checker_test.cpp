@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "idem/core/limits.h"
 #include "idem/stores/memory.h"
 #include "unit/patterns_support.h"
 
@@ -68,7 +69,8 @@ TEST_F(CheckerTest, PayloadValidationCanBeTurnedOff) {
   EXPECT_EQ(other->outcome.status, ClaimStatus::kInProgress);
 }
 
-TEST_F(CheckerTest, OversizedResultIsRefusedAndNothingIsStored) {
+// Issue 7 item 2: the manual API keeps the promise of max_result_bytes.
+TEST_F(CheckerTest, OversizedResultIsRefusedAndTheRecordBecomesRetryable) {
   auto checker = std::make_shared<IdempotencyChecker>(MemoryStore::create({.clock = clock_}),
                                                       CheckerOptions{.max_result_bytes = 16});
   auto claim = checker->claim(make_envelope("e1"));
@@ -78,7 +80,70 @@ TEST_F(CheckerTest, OversizedResultIsRefusedAndNothingIsStored) {
   EXPECT_EQ(status.error().code(), ErrorCode::kResultTooLarge);
   auto record = checker->get(claim->key);
   ASSERT_TRUE(record && *record);
-  EXPECT_EQ((*record)->status, ProcessingStatus::kProcessing);
+  EXPECT_EQ((*record)->status, ProcessingStatus::kFailed);
+  EXPECT_TRUE((*record)->retryable);
+  EXPECT_FALSE((*record)->result);
+  // The redelivery runs again at once instead of finding it "in progress".
+  auto again = checker->claim(make_envelope("e1"));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->outcome.acquired());
+  EXPECT_EQ(again->outcome.acquire_kind, AcquireKind::kRetry);
+}
+
+TEST_F(CheckerTest, OversizedResultAsyncAlsoMarksTheRecordFailed) {
+  auto checker = std::make_shared<IdempotencyChecker>(MemoryStore::create({.clock = clock_}),
+                                                      CheckerOptions{.max_result_bytes = 16});
+  auto claim = checker->claim(make_envelope("e1"));
+  ASSERT_TRUE(claim);
+  std::optional<Status> reported;
+  checker->complete_async(claim->key, claim->outcome.token, std::string(17, 'x'),
+                          [&](Status s) { reported = std::move(s); });
+  ASSERT_TRUE(reported);
+  ASSERT_FALSE(*reported);
+  EXPECT_EQ(reported->error().code(), ErrorCode::kResultTooLarge);
+  auto record = checker->get(claim->key);
+  ASSERT_TRUE(record && *record);
+  EXPECT_EQ((*record)->status, ProcessingStatus::kFailed);
+  EXPECT_TRUE((*record)->retryable);
+}
+
+// Issue 7 item 1: a ttl at the top of its range used to pass validate(),
+// overflow `now + ttl` and write a record that was already expired.
+TEST_F(CheckerTest, DurationsOutOfRangeAreConfigurationErrors) {
+  using std::chrono::milliseconds;
+  for (const CheckerOptions& bad :
+       {CheckerOptions{.ttl = milliseconds::max()}, CheckerOptions{.ttl = kMaxTtl + milliseconds(1)},
+        CheckerOptions{.ttl = milliseconds(0)}, CheckerOptions{.lease = milliseconds::max()},
+        CheckerOptions{.lease = kMaxLease + milliseconds(1)}, CheckerOptions{.lease = milliseconds(-5)}}) {
+    Status valid = bad.validate();
+    ASSERT_FALSE(valid);
+    EXPECT_EQ(valid.error().code(), ErrorCode::kInvalidConfiguration) << valid.error().to_string();
+    EXPECT_THROW(IdempotencyChecker(MemoryStore::create(), bad), ConfigurationError);
+  }
+  EXPECT_TRUE((CheckerOptions{.ttl = kMaxTtl, .lease = kMaxLease}.validate()));
+  // At the bounds the promise holds: claimed, completed, replayed.
+  IdempotencyChecker checker(MemoryStore::create({.clock = clock_}), {.ttl = kMaxTtl, .lease = kMaxLease});
+  auto claim = checker.claim(make_envelope("e1"));
+  ASSERT_TRUE(claim && claim->outcome.acquired());
+  ASSERT_TRUE(checker.complete(claim->key, claim->outcome.token, "done"));
+  auto replay = checker.claim(make_envelope("e1"));
+  ASSERT_TRUE(replay);
+  EXPECT_EQ(replay->outcome.status, ClaimStatus::kCompleted);
+}
+
+// Issue 7 item 6: a payload set by hand with other spacing or key order is
+// the same payload, not a reused key.
+TEST_F(CheckerTest, HandBuiltPayloadIsNotASpuriousMismatch) {
+  auto parsed = Envelope::parse(R"({"event_id":"e1","payload":{"b":2,"a":1}})");
+  ASSERT_TRUE(parsed);
+  Envelope by_hand;
+  by_hand.event_id = "e1";
+  by_hand.payload = "{ \"a\": 1,\n  \"b\": 2 }";
+  auto first = checker_->claim(by_hand);
+  ASSERT_TRUE(first && first->outcome.acquired());
+  auto second = checker_->claim(*parsed);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->outcome.status, ClaimStatus::kInProgress);
 }
 
 TEST_F(CheckerTest, HugeKeyIsAClearError) {
@@ -100,8 +165,17 @@ TEST_F(CheckerTest, ClaimManyKeepsOrder) {
 
 TEST_F(CheckerTest, InvalidOptionsAreRejected) {
   EXPECT_FALSE(CheckerOptions{.lease = std::chrono::milliseconds(0)}.validate());
-  EXPECT_FALSE(IdempotencyChecker::from_url("memory://", CheckerOptions{.ttl = std::chrono::milliseconds(-1)}));
-  EXPECT_FALSE(IdempotencyChecker::from_url("nosuch://x"));
+  auto bad_options = IdempotencyChecker::from_url("memory://", CheckerOptions{.ttl = std::chrono::milliseconds(-1)});
+  ASSERT_FALSE(bad_options);
+  EXPECT_EQ(bad_options.error().code(), ErrorCode::kInvalidConfiguration);
+  // Issue 7 item 5: configuration errors are not "invalid envelope".
+  for (const char* url : {"nosuch://x", "no-scheme", "memory://?shards=0", "memory://bad/name", "sqlite://"}) {
+    auto bad_url = IdempotencyChecker::from_url(url);
+    ASSERT_FALSE(bad_url) << url;
+    EXPECT_EQ(bad_url.error().code(), ErrorCode::kInvalidConfiguration) << url << ": " << bad_url.error().to_string();
+    EXPECT_THROW(Status(bad_url.error()).value(), ConfigurationError);
+  }
+  EXPECT_THROW(IdempotencyChecker(nullptr), ConfigurationError);
   EXPECT_TRUE(IdempotencyChecker::from_url("memory://"));
 }
 

@@ -13,3 +13,8 @@ idem_add_test(NAME tracing_test
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/tracing_test.cpp
   LABELS unit
   DEPS idem::idem nlohmann_json::nlohmann_json)
+idem_add_test(NAME store_metrics_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/store_metrics_test.cpp
+  LABELS unit
+  TIMEOUT 60
+  DEPS idem::idem)

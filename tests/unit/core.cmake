@@ -4,6 +4,7 @@ idem_add_test(NAME core_unit_test
     ${CMAKE_CURRENT_LIST_DIR}/envelope_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/key_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/error_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/limits_test.cpp
   LABELS unit
   DEPS idem::core)
 

@@ -41,6 +41,24 @@ TEST(Envelope, FingerprintIgnoresFieldOrderAndWhitespace) {
   EXPECT_EQ(a->payload_fingerprint().size(), 32U);
 }
 
+// Issue 7 item 6: however the payload was set, equal JSON is one payload.
+TEST(Envelope, FingerprintOfAHandBuiltPayloadIsThatOfTheParsedOne) {
+  auto parsed = Envelope::parse(R"({"event_id":"e","payload":{"a":1,"b":{"c":[1,2]}}})");
+  ASSERT_TRUE(parsed);
+  Envelope by_hand;
+  by_hand.event_id = "e";
+  by_hand.payload = "{ \"b\" : { \"c\": [1, 2] },\n  \"a\": 1 }";
+  EXPECT_EQ(by_hand.payload_fingerprint(), parsed->payload_fingerprint());
+  Envelope via_setter;
+  ASSERT_TRUE(via_setter.set_payload_json(by_hand.payload));
+  EXPECT_EQ(via_setter.payload_fingerprint(), parsed->payload_fingerprint());
+  // Text that is not JSON is still fingerprinted (as written), never a crash.
+  Envelope garbage;
+  garbage.payload = "{not json";
+  EXPECT_EQ(garbage.payload_fingerprint().size(), 32U);
+  EXPECT_NE(garbage.payload_fingerprint(), parsed->payload_fingerprint());
+}
+
 TEST(Envelope, RoundTripsThroughJson) {
   auto env = Envelope::parse(R"({"event_id":"e1","event_type":"t","payload":{"k":"v"},"metadata":{"m":"n"},
     "idempotency_key":"k1","occurred_at":"2026-01-01T00:00:00Z"})");

@@ -26,13 +26,29 @@ TEST(Result, ValueOnErrorThrowsTheTypedException) {
   EXPECT_THROW(too_large.value(), ResultTooLargeError);
   Status invalid = Error(ErrorCode::kInvalidArgument, "bad");
   EXPECT_THROW(invalid.value(), InvalidEnvelopeError);
+  Status configuration = Error(ErrorCode::kInvalidConfiguration, "bad option");
+  EXPECT_THROW(configuration.value(), ConfigurationError);
+  try {
+    configuration.value();
+  } catch (const InvalidEnvelopeError&) {
+    ADD_FAILURE() << "a configuration error must not look like a bad envelope";
+  } catch (const ConfigurationError& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfiguration);
+  }
   EXPECT_NO_THROW(ok_status().value());
 }
 
-TEST(Error, OnlyOutagesAreRetryable) {
-  EXPECT_TRUE(Error(ErrorCode::kUnavailable, "").retryable());
-  EXPECT_FALSE(Error(ErrorCode::kLeaseLost, "").retryable());
-  EXPECT_FALSE(Error(ErrorCode::kInvalidArgument, "").retryable());
+TEST(Error, OutagesAndInProgressDuplicatesAreRetryable) {
+  for (int raw = 0; raw <= static_cast<int>(ErrorCode::kInProgress); ++raw) {
+    const auto code = static_cast<ErrorCode>(raw);
+    const bool expected =
+        code == ErrorCode::kUnavailable || code == ErrorCode::kTimeout || code == ErrorCode::kInProgress;
+    EXPECT_EQ(Error(code, "").retryable(), expected) << to_string(code);
+    EXPECT_NE(to_string(code), "unknown");
+  }
+  EXPECT_EQ(to_string(ErrorCode::kInvalidConfiguration), "invalid_configuration");
+  EXPECT_EQ(to_string(ErrorCode::kDuplicate), "duplicate");
+  EXPECT_EQ(to_string(ErrorCode::kInProgress), "in_progress");
 }
 
 }  // namespace

@@ -53,25 +53,113 @@ TEST_F(HandlerTest, SkipOnDuplicateFalseThrowsWithTheCachedResult) {
     (void)handle(make_envelope("e1"));
     FAIL() << "expected DuplicateEventError";
   } catch (const DuplicateEventError& e) {
-    EXPECT_FALSE(e.in_progress());
+    EXPECT_EQ(e.status(), ClaimStatus::kCompleted);
     EXPECT_EQ(e.cached_result(), "r");
     EXPECT_EQ(e.key(), "idempotency:events:e1");
+    // A duplicate is not bad input: code() must not send it to a dead letter.
+    EXPECT_EQ(e.code(), ErrorCode::kDuplicate);
+    EXPECT_FALSE(e.error().retryable());
   }
 }
 
-TEST_F(HandlerTest, InProgressDuplicateIsReportedAsSuch) {
-  auto opts = options();
-  opts.skip_on_duplicate = false;
-  auto handle = idempotent_event_handler([](const Envelope&) { return std::string("r"); }, opts);
-  auto held = checker_->claim(make_envelope("e1"));  // another worker is on it
-  ASSERT_TRUE(held && held->outcome.acquired());
-  try {
-    (void)handle(make_envelope("e1"));
-    FAIL() << "expected DuplicateEventError";
-  } catch (const DuplicateEventError& e) {
-    EXPECT_TRUE(e.in_progress());
-    EXPECT_FALSE(e.cached_result());
+// Issue 7 item 4: an in-progress duplicate must never look like success,
+// whatever skip_on_duplicate says.
+TEST_F(HandlerTest, InProgressDuplicateThrowsEventInProgressAfterTheWait) {
+  for (const bool skip : {true, false}) {
+    auto opts = options();
+    opts.skip_on_duplicate = skip;
+    opts.processor.wait_for_in_progress = 30ms;
+    int runs = 0;
+    auto handle = idempotent_event_handler(
+        [&](const Envelope&) {
+          ++runs;
+          return std::string("r");
+        },
+        opts);
+    const std::string id = skip ? "skip" : "noskip";
+    auto held = checker_->claim(make_envelope(id));  // another worker is on it
+    ASSERT_TRUE(held && held->outcome.acquired());
+    try {
+      (void)handle(make_envelope(id));
+      FAIL() << "an in-progress duplicate returned normally (skip_on_duplicate=" << skip << ")";
+    } catch (const EventInProgressError& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInProgress);
+      EXPECT_TRUE(e.error().retryable());
+      EXPECT_EQ(e.key(), "idempotency:events:" + id);
+      ASSERT_TRUE(e.record());
+      EXPECT_EQ(e.record()->token, held->outcome.token);
+      EXPECT_GE(e.waited(), 30ms);
+    }
+    EXPECT_EQ(runs, 0);
   }
+}
+
+TEST_F(HandlerTest, WithDefaultOptionsAnInProgressDuplicateWaitsForTheOriginal) {
+  HandlerOptions opts{.checker = checker_};  // wait_for_in_progress unset
+  ASSERT_FALSE(opts.processor.wait_for_in_progress.has_value());
+  int runs = 0;
+  auto handle = idempotent_event_handler(
+      [&](const Envelope&) {
+        ++runs;
+        return std::string("mine");
+      },
+      opts);
+  auto held = checker_->claim(make_envelope("e1"));
+  ASSERT_TRUE(held && held->outcome.acquired());
+  std::thread original([&] {
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(checker_->complete(held->key, held->outcome.token, "original's"));
+  });
+  // Well inside kDefaultInProgressWait: the duplicate gets the original's
+  // result instead of a quiet nullopt.
+  EXPECT_EQ(handle(make_envelope("e1")), "original's");
+  original.join();
+  EXPECT_EQ(runs, 0);
+}
+
+TEST_F(HandlerTest, ProcessWithIdempotencyThrowsForAnInProgressDuplicate) {
+  auto opts = options();
+  opts.processor.wait_for_in_progress = 10ms;
+  auto held = checker_->claim(make_envelope("e1"));
+  ASSERT_TRUE(held && held->outcome.acquired());
+  auto handler = [](const Envelope&, ProcessingContext&) { return std::string("r"); };
+  EXPECT_THROW((void)process_with_idempotency(make_envelope("e1"), handler, opts), EventInProgressError);
+  IdempotentEventProcessor processor(checker_, opts.processor);
+  EXPECT_THROW((void)process_with_idempotency(processor, make_envelope("e1"), handler), EventInProgressError);
+}
+
+// process_with_idempotency(envelope, handler, options) takes HandlerOptions:
+// it must apply them as the wrapper does.
+TEST_F(HandlerTest, ProcessWithIdempotencyAppliesTheDuplicateOptions) {
+  auto handler = [](const Envelope&, ProcessingContext&) { return std::string("r"); };
+  auto opts = options();
+  EXPECT_EQ(process_with_idempotency(make_envelope("e1"), handler, opts).disposition, Disposition::kExecuted);
+  opts.skip_on_duplicate = false;
+  EXPECT_THROW((void)process_with_idempotency(make_envelope("e1"), handler, opts), DuplicateEventError);
+  opts.skip_on_duplicate = true;
+  opts.return_cached_result = false;
+  auto replay = process_with_idempotency(make_envelope("e1"), handler, opts);
+  EXPECT_EQ(replay.disposition, Disposition::kReplayed);
+  EXPECT_EQ(replay.result, std::nullopt);
+}
+
+TEST_F(HandlerTest, ResultTooLargeIsRetryable) {
+  EXPECT_EQ(default_failure_classifier(
+                std::make_exception_ptr(ResultTooLargeError(Error(ErrorCode::kResultTooLarge, "big")))),
+            FailureKind::kRetryable);
+  EXPECT_EQ(default_failure_classifier(std::make_exception_ptr(TerminalError("no"))), FailureKind::kTerminal);
+  // A handler that throws it (say, from a nested checker) is retried, not
+  // replayed as a terminal failure.
+  int runs = 0;
+  auto handle = idempotent_event_handler(
+      [&](const Envelope&) -> std::string {
+        if (++runs == 1) throw ResultTooLargeError(Error(ErrorCode::kResultTooLarge, "too big"));
+        return "small";
+      },
+      options());
+  EXPECT_THROW((void)handle(make_envelope("e1")), ResultTooLargeError);
+  EXPECT_EQ(handle(make_envelope("e1")), "small");
+  EXPECT_EQ(runs, 2);
 }
 
 TEST_F(HandlerTest, ThrowingHandlerRethrowsAndTheNextDeliveryRunsAgain) {

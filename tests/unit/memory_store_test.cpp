@@ -64,15 +64,118 @@ TEST_F(MemoryStoreTest, OpenParsesUrls) {
     const char* url;
     const char* mentions;
   };
-  for (const Bad& bad :
-       {Bad{"memroy://", "scheme"}, Bad{"memory://host", "no host"}, Bad{"memory://?max_records=abc", "max_records"},
-        Bad{"memory://?max_records=-1", "max_records"}, Bad{"memory://?max_records", "no value"},
-        Bad{"memory://?shards=0", "shards"}, Bad{"memory://?colour=blue", "colour"}}) {
+  for (const Bad& bad : {Bad{"memroy://", "scheme"}, Bad{"memory://host/path", "no path"},
+                         Bad{"memory://a:b", "letters"}, Bad{"memory://?max_records=abc", "max_records"},
+                         Bad{"memory://?max_records=-1", "max_records"}, Bad{"memory://?max_records", "no value"},
+                         Bad{"memory://?shards=0", "shards"}, Bad{"memory://?colour=blue", "colour"}}) {
     Result<std::shared_ptr<Store>> s = MemoryStore::open(bad.url);
     ASSERT_FALSE(s.ok()) << bad.url;
-    EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(s.error().code(), ErrorCode::kInvalidConfiguration);
     EXPECT_NE(s.error().message().find(bad.mentions), std::string::npos) << s.error().message();
   }
+}
+
+// Issue 7 item 9: a plain memory:// is private, a named one is shared.
+TEST_F(MemoryStoreTest, PlainUrlsArePrivateAndNamedUrlsAreShared) {
+  auto a = MemoryStore::open("memory://").value();
+  auto b = MemoryStore::open("memory://").value();
+  EXPECT_NE(a, b);
+  auto orders = MemoryStore::open("memory://orders-test").value();
+  auto again = MemoryStore::open("memory://orders-test").value();
+  EXPECT_EQ(orders, again);
+  auto claim = orders->claim(req("k"));
+  ASSERT_TRUE(claim.ok() && claim->acquired());
+  auto seen = again->get("k");
+  ASSERT_TRUE(seen.ok() && seen->has_value()) << "both openers must see one store";
+  EXPECT_NE(MemoryStore::open("memory://other-test").value(), orders);
+
+  // Existing names open even when creating is not allowed; unknown ones fail.
+  auto existing = MemoryStore::open("memory://orders-test", {.create_if_missing = false});
+  ASSERT_TRUE(existing.ok()) << existing.error().to_string();
+  EXPECT_EQ(*existing, orders);
+  auto missing = MemoryStore::open("memory://nobody-test", {.create_if_missing = false});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  EXPECT_FALSE(MemoryStore::open("memory://nobody-test", {.create_if_missing = false}).ok()) << "nothing was created";
+
+  // Other parameters for an open name are refused rather than ignored.
+  auto other_params = MemoryStore::open("memory://orders-test?max_records=5");
+  ASSERT_FALSE(other_params.ok());
+  EXPECT_EQ(other_params.error().code(), ErrorCode::kInvalidConfiguration);
+
+  // Once nobody holds it, the name starts afresh.
+  orders.reset();
+  again.reset();
+  existing = Error(ErrorCode::kInternal, "released");
+  auto fresh = MemoryStore::open("memory://orders-test?max_records=5");
+  ASSERT_TRUE(fresh.ok()) << fresh.error().to_string();
+  EXPECT_FALSE((*fresh)->get("k")->has_value());
+}
+
+// Issue 7 item 7: a waiter is woken by the verdict, not by a poll. The poll
+// interval is set far beyond the test's timeout, so only a wake-up can make
+// the waiter see the completion.
+TEST_F(MemoryStoreTest, WaitSettledWakesOnCompleteFailAndRemove) {
+  auto store = MemoryStore::create({.wait_poll_interval = std::chrono::hours(1)});
+  for (const char* how : {"complete", "fail", "remove"}) {
+    const std::string key = std::string("wake-") + how;
+    auto claim = store->claim(req(key, 60s));
+    ASSERT_TRUE(claim.ok() && claim->acquired());
+    std::atomic<bool> waiting{false};
+    Result<std::optional<IdempotencyRecord>> seen = Error(ErrorCode::kInternal, "not run");
+    std::chrono::steady_clock::time_point woke;
+    std::thread waiter([&] {
+      waiting = true;
+      seen = store->wait_settled(key, 20s);
+      woke = std::chrono::steady_clock::now();
+    });
+    while (!waiting) std::this_thread::yield();
+    std::this_thread::sleep_for(20ms);  // let it fall asleep (correct either way)
+    const auto settled_at = std::chrono::steady_clock::now();
+    if (std::string_view(how) == "complete") {
+      ASSERT_TRUE(store->complete(done(key, claim->token)).ok());
+    } else if (std::string_view(how) == "fail") {
+      FailRequest f;
+      f.key = key;
+      f.token = claim->token;
+      f.error = "boom";
+      ASSERT_TRUE(store->fail(f).ok());
+    } else {
+      ASSERT_TRUE(store->remove(key).ok());
+    }
+    waiter.join();
+    ASSERT_TRUE(seen.ok()) << seen.error().to_string();
+    if (std::string_view(how) == "remove") {
+      EXPECT_FALSE(seen->has_value());
+    } else {
+      ASSERT_TRUE(seen->has_value());
+      EXPECT_NE((*seen)->status, ProcessingStatus::kProcessing) << how;
+    }
+    const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(woke - settled_at);
+    // Far below both the 20 s timeout and the old 200 ms poll.
+    EXPECT_LT(latency, 10s) << how;
+    RecordProperty(std::string("wake_latency_us_") + how, std::to_string(latency.count()));
+  }
+}
+
+TEST_F(MemoryStoreTest, WaitSettledEndsWhenTheLeaseRunsOutOrTheTimeoutPasses) {
+  auto store = make();
+  auto claim = store->claim(req("k", 30s));
+  ASSERT_TRUE(claim.ok());
+  // Timeout: the record as last seen, still PROCESSING.
+  auto timed_out = store->wait_settled("k", 5ms);
+  ASSERT_TRUE(timed_out.ok() && timed_out->has_value());
+  EXPECT_EQ((*timed_out)->status, ProcessingStatus::kProcessing);
+  EXPECT_TRUE(store->wait_settled("k", milliseconds(-1)).ok()) << "a negative timeout counts as 0";
+  // A lease that runs out on a jumping clock is noticed by the re-check.
+  std::thread mover([&] {
+    std::this_thread::sleep_for(20ms);
+    clock_->advance(31s);
+  });
+  auto expired = store->wait_settled("k", 20s);
+  mover.join();
+  ASSERT_TRUE(expired.ok() && expired->has_value());
+  EXPECT_FALSE((*expired)->lease_valid(clock_->now()));
 }
 
 TEST_F(MemoryStoreTest, OpenedBoundIsEnforced) {

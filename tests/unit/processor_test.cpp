@@ -37,7 +37,7 @@ TEST_F(ProcessorTest, CompletedEventReplaysItsResult) {
   EXPECT_TRUE(dup.is_duplicate());
   EXPECT_EQ(dup.status(), ClaimStatus::kCompleted);
   EXPECT_EQ(dup.cached_result(), R"({"charge":"ch_1"})");
-  EXPECT_THROW(dup.mark_completed("x"), IdemError);  // a duplicate owns nothing
+  EXPECT_THROW(dup.mark_completed("x"), ConfigurationError);  // a duplicate owns nothing: a bug in the caller
 }
 
 TEST_F(ProcessorTest, LeavingScopeWithoutCompletingMarksFailedAndAllowsRetry) {
@@ -202,6 +202,35 @@ TEST(ProcessorWait, DuplicateWaitsForTheOriginalResult) {
   auto [status, result] = waiter.get();
   EXPECT_EQ(status, ClaimStatus::kCompleted);
   EXPECT_EQ(result, "the result");
+}
+
+TEST(ProcessorWait, TheGuardDoesNotWaitUnlessAsked) {
+  auto checker = std::make_shared<IdempotencyChecker>(MemoryStore::create());
+  IdempotentEventProcessor processor(checker, {.heartbeat = false});
+  auto original = processor.process(make_envelope("e1"));
+  ASSERT_TRUE(original.should_process());
+  const auto start = std::chrono::steady_clock::now();
+  auto dup = processor.process(make_envelope("e1"));
+  EXPECT_TRUE(dup.in_progress());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kDefaultInProgressWait);
+}
+
+TEST(ProcessorOptions, OutOfRangeOptionsAreConfigurationErrors) {
+  using std::chrono::milliseconds;
+  auto checker = std::make_shared<IdempotencyChecker>(MemoryStore::create(), CheckerOptions{.lease = 1s});
+  for (const ProcessorOptions& bad : {ProcessorOptions{.wait_for_in_progress = milliseconds(-1)},
+                                      ProcessorOptions{.wait_for_in_progress = kMaxInProgressWait + milliseconds(1)},
+                                      ProcessorOptions{.wait_for_in_progress = milliseconds::max()},
+                                      ProcessorOptions{.heartbeat_interval = milliseconds(-1)},
+                                      ProcessorOptions{.heartbeat_interval = milliseconds::max()},
+                                      // Not shorter than the lease: the lease would lapse between beats.
+                                      ProcessorOptions{.heartbeat_interval = 1s}}) {
+    EXPECT_THROW(IdempotentEventProcessor(checker, bad), ConfigurationError);
+  }
+  EXPECT_FALSE((ProcessorOptions{.wait_for_in_progress = milliseconds::max()}.validate()));
+  EXPECT_TRUE((ProcessorOptions{.wait_for_in_progress = kMaxInProgressWait, .heartbeat_interval = 999ms}.validate()));
+  EXPECT_NO_THROW(IdempotentEventProcessor(checker, {.heartbeat_interval = 999ms}));
+  EXPECT_NO_THROW(IdempotentEventProcessor(checker, {.heartbeat = false, .heartbeat_interval = 5s}));
 }
 
 TEST(ProcessorAsync, CompletionFromAnotherThread) {

@@ -154,7 +154,7 @@ TEST_F(SqliteStoreTest, RefusesNewerSchema) {
   raw_exec(path_, "UPDATE meta SET value = 99 WHERE name = 'schema_version'");
   Result<std::shared_ptr<Store>> s = open(path_);
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidConfiguration);
   EXPECT_NE(s.error().message().find("schema version 99"), std::string::npos) << s.error().message();
   EXPECT_NE(s.error().message().find("newer Idem"), std::string::npos) << s.error().message();
 }
@@ -251,13 +251,96 @@ TEST_F(SqliteStoreTest, OpenParsesUrls) {
                          Bad{"sqlite://" + path_ + "?journal=off", "journal"}}) {
     Result<std::shared_ptr<Store>> s = SqliteStore::open(bad.url);
     ASSERT_FALSE(s.ok()) << bad.url;
-    EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument) << bad.url;
+    EXPECT_EQ(s.error().code(), ErrorCode::kInvalidConfiguration) << bad.url;
     EXPECT_NE(s.error().message().find(bad.mentions), std::string::npos) << s.error().message();
   }
   SqliteStoreOptions empty;
   Result<std::shared_ptr<Store>> none = SqliteStore::create(empty);
   ASSERT_FALSE(none.ok());
-  EXPECT_EQ(none.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(none.error().code(), ErrorCode::kInvalidConfiguration);
+}
+
+// Issue 7 item 8: opening without create_if_missing writes nothing anywhere.
+TEST_F(SqliteStoreTest, WithoutCreateIfMissingNothingIsCreated) {
+  const fs::path missing_dir = dir_ / "no" / "such" / "dir";
+  Result<std::shared_ptr<Store>> s =
+      SqliteStore::open("sqlite://" + (missing_dir / "x.db").string(), {.create_if_missing = false});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kNotFound) << s.error().to_string();
+  EXPECT_NE(s.error().message().find("nothing exists"), std::string::npos) << s.error().message();
+  EXPECT_FALSE(fs::exists(dir_ / "no")) << "no directory may be created";
+
+  // A file that is there but is no Idem store stays untouched.
+  const fs::path empty = dir_ / "empty.db";
+  { std::ofstream touch(empty); }
+  s = SqliteStore::open("sqlite://" + empty.string(), {.create_if_missing = false});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kNotFound) << s.error().to_string();
+  EXPECT_EQ(fs::file_size(empty), 0U);
+  EXPECT_FALSE(fs::exists(dir_ / "empty.db-wal"));
+
+  // An existing Idem store opens, records and all.
+  {
+    auto store = SqliteStore::create({.path = path_}).value();
+    ASSERT_TRUE(store->claim(req("kept")).ok());
+  }
+  s = SqliteStore::open("sqlite://" + path_, {.create_if_missing = false});
+  ASSERT_TRUE(s.ok()) << s.error().to_string();
+  EXPECT_TRUE((*s)->get("kept")->has_value());
+}
+
+// Issue 7 item 7: two store instances on one file in one process wake each
+// other's waiters. The poll interval is set far beyond the timeout, so only
+// the in-process notification can make the waiter see the completion.
+TEST_F(SqliteStoreTest, WaitSettledIsWokenByAnotherInstanceOnTheSameFile) {
+  SqliteStoreOptions waiting_options;
+  waiting_options.path = path_;
+  waiting_options.wait_poll_interval = std::chrono::hours(1);
+  auto waiting_store = SqliteStore::create(waiting_options).value();
+  // The writer names the same file another way.
+  SqliteStoreOptions writer_options;
+  writer_options.path = (dir_ / "." / "idem.db").string();
+  auto writer = SqliteStore::create(writer_options).value();
+
+  auto claim = writer->claim(req("k", 60s));
+  ASSERT_TRUE(claim.ok() && claim->acquired());
+  std::atomic<bool> waiting{false};
+  Result<std::optional<IdempotencyRecord>> seen = Error(ErrorCode::kInternal, "not run");
+  std::chrono::steady_clock::time_point woke;
+  std::thread waiter([&] {
+    waiting = true;
+    seen = waiting_store->wait_settled("k", 20s);
+    woke = std::chrono::steady_clock::now();
+  });
+  while (!waiting) std::this_thread::yield();
+  std::this_thread::sleep_for(20ms);
+  const auto completed_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(writer->complete(done("k", claim->token, "r")).ok());
+  waiter.join();
+  ASSERT_TRUE(seen.ok()) << seen.error().to_string();
+  ASSERT_TRUE(seen->has_value());
+  EXPECT_EQ((*seen)->status, ProcessingStatus::kCompleted);
+  const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(woke - completed_at);
+  EXPECT_LT(latency, 10s);
+  RecordProperty("wake_latency_us", std::to_string(latency.count()));
+}
+
+// Another process cannot notify: its verdicts are found by polling.
+TEST_F(SqliteStoreTest, WaitSettledPollsForWritesFromOtherProcesses) {
+  SqliteStoreOptions options;
+  options.path = path_;
+  options.wait_poll_interval = 10ms;
+  auto store = SqliteStore::create(options).value();
+  auto claim = store->claim(req("k", 60s));
+  ASSERT_TRUE(claim.ok() && claim->acquired());
+  std::thread other_process([&] {
+    std::this_thread::sleep_for(30ms);
+    raw_exec(path_, "UPDATE records SET status = 'COMPLETED', result = 'x' WHERE key = 'k'");
+  });
+  auto seen = store->wait_settled("k", 20s);
+  other_process.join();
+  ASSERT_TRUE(seen.ok() && seen->has_value());
+  EXPECT_EQ((*seen)->status, ProcessingStatus::kCompleted);
 }
 
 TEST_F(SqliteStoreTest, UnopenablePathIsKUnavailable) {
@@ -356,7 +439,7 @@ TEST_F(SqliteStoreTest, ValueAboveSqliteLimitIsRefusedNotTruncated) {
   const std::string huge(1'000'000'001, 'x');
   Status s = store->complete(done("big", out->token, huge));
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument) << s.error().to_string();
+  EXPECT_EQ(s.error().code(), ErrorCode::kResultTooLarge) << s.error().to_string();
   Result<std::optional<IdempotencyRecord>> rec = store->get("big");
   ASSERT_TRUE(rec.ok() && rec->has_value());
   EXPECT_EQ((*rec)->status, ProcessingStatus::kProcessing) << "nothing may be written";

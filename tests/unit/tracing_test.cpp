@@ -14,6 +14,7 @@
 #include "idem/core/metrics.h"
 #include "idem/core/processor.h"
 #include "idem/stores/memory.h"
+#include "support/recording_tracer.h"
 
 namespace idem {
 namespace {
@@ -131,36 +132,7 @@ TEST(LoggingObserver, LogsSpansWithDuration) {
 }
 
 // A tracer that records spans and their attributes.
-struct FakeTracer final : Tracer {
-  struct Span final : SpanScope {
-    Span(FakeTracer& t, std::string n) : tracer(t), name(std::move(n)) {}
-    ~Span() override {
-      std::lock_guard lock(tracer.mutex);
-      tracer.ended.push_back({name, attributes, error});
-    }
-    void set_attribute(std::string_view key, std::string_view value) override {
-      attributes[std::string(key)] = std::string(value);
-    }
-    void set_attribute(std::string_view key, std::int64_t value) override {
-      attributes[std::string(key)] = std::to_string(value);
-    }
-    void set_error(std::string_view message) override { error = message; }
-    FakeTracer& tracer;
-    std::string name;
-    std::map<std::string, std::string> attributes;
-    std::string error;
-  };
-  struct Ended {
-    std::string name;
-    std::map<std::string, std::string> attributes;
-    std::string error;
-  };
-  std::unique_ptr<SpanScope> start_span(std::string_view name) override {
-    return std::make_unique<Span>(*this, std::string(name));
-  }
-  std::mutex mutex;
-  std::vector<Ended> ended;
-};
+using FakeTracer = test::RecordingTracer;
 
 TEST(TracingObserver, AddsCommonAttributes) {
   auto tracer = std::make_shared<FakeTracer>();

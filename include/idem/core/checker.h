@@ -43,22 +43,27 @@ enum class OutagePolicy : std::uint8_t {
 
 struct CheckerOptions {
   // How long a finished record is kept (and replayed) after completion.
+  // Between 1 ms and kMaxTtl (10 years, limits.h).
   std::chrono::milliseconds ttl = std::chrono::hours(24);
   // How long a claim is exclusive. A worker that dies is taken over after
-  // this; a live one renews it (heartbeat) before it runs out.
+  // this; a live one renews it (heartbeat) before it runs out. Between 1 ms
+  // and kMaxLease (7 days, limits.h).
   std::chrono::milliseconds lease = std::chrono::seconds(30);
   KeyOptions key{};
   // Compare payload fingerprints: a key reused with another payload is a
   // kMismatch instead of a silent replay of the wrong result.
   bool validate_payload = true;
-  // Largest result stored, in bytes. Larger results fail with
-  // ResultTooLargeError and the record is marked FAILED (retryable).
+  // Largest result stored, in bytes. complete() (and so every pattern)
+  // refuses a larger result with kResultTooLarge / ResultTooLargeError and
+  // marks the record FAILED (retryable), so the next delivery runs again.
   std::size_t max_result_bytes = 1 << 20;
   OutagePolicy outage_policy = OutagePolicy::kFailClosed;
   // Metrics, tracing and logs; may be null.
   std::shared_ptr<Observer> observer{};
 
-  // Returns kInvalidArgument when an option is out of range.
+  // validate() returns kInvalidConfiguration, naming the option, when one is
+  // out of range (the bounds above). The checker's constructor throws it as
+  // ConfigurationError; from_url() returns it.
   Status validate() const;
 };
 
@@ -72,8 +77,9 @@ class IdempotencyChecker {
  public:
   explicit IdempotencyChecker(std::shared_ptr<Store> store, CheckerOptions options = {});
 
-  // Opens the store at `url` (see open_store) and validates options. Like
-  // open_store(), it is defined by the idem::idem target.
+  // Opens the store at `url` (see open_store) and validates options: bad
+  // options or a bad URL are kInvalidConfiguration. Like open_store(), it is
+  // defined by the idem::idem target.
   static Result<std::shared_ptr<IdempotencyChecker>> from_url(std::string_view url, CheckerOptions options = {});
 
   const CheckerOptions& options() const noexcept { return options_; }
@@ -95,6 +101,11 @@ class IdempotencyChecker {
   Result<std::vector<Claim>> claim_many(std::span<const Envelope> envelopes) const;
 
   // These take the full store key (Claim::key).
+  //
+  // complete() stores `result` and makes the record COMPLETED. A result
+  // above options().max_result_bytes is not stored: the record is marked
+  // FAILED (retryable) instead, so that redeliveries run again rather than
+  // find it in progress, and kResultTooLarge is returned.
   Status complete(std::string_view key, Token token, std::string_view result) const;
   Status fail(std::string_view key, Token token, std::string_view error, bool retryable) const;
   Status extend(std::string_view key, Token token) const;  // by options().lease
@@ -171,7 +182,8 @@ class IdempotencyChecker {
 
 // get_idempotency_checker() returns the process-wide default checker, opened
 // once from IDEM_STORE_URL (or default_store_url() when unset) with default
-// options. Throws StoreUnavailableError when the store cannot be opened.
+// options. Throws ConfigurationError for a bad URL, StoreUnavailableError
+// when the store cannot be opened.
 std::shared_ptr<IdempotencyChecker> get_idempotency_checker();
 
 // Replaces the process-wide default (for tests and for services that build

@@ -23,9 +23,10 @@ struct Envelope {
   std::string event_type{};   // optional
   std::string source{};       // optional
   std::string occurred_at{};  // RFC 3339 when present, e.g. "2026-11-28T07:49:58Z"
-  // The payload as canonical JSON text (object keys sorted, no whitespace),
-  // "{}" when absent. Canonical so that the fingerprint does not depend on
-  // how the sender ordered or spaced its fields.
+  // The payload as JSON text, "{}" when absent. parse() and
+  // set_payload_json() store it canonical (object keys sorted, no
+  // whitespace); a payload assigned by hand may be spaced or ordered any
+  // way, because payload_fingerprint() canonicalizes it again.
   std::string payload = "{}";
   std::map<std::string, std::string> metadata{};
   std::optional<std::string> idempotency_key{};
@@ -43,7 +44,12 @@ struct Envelope {
   const std::string& effective_key() const noexcept { return idempotency_key ? *idempotency_key : event_id; }
 
   // payload_fingerprint() is the hex SHA-256 (first 128 bits) of the
-  // canonical payload: equal payloads give equal fingerprints.
+  // canonical form of `payload` (keys sorted, no whitespace), however the
+  // payload was set: equal JSON gives equal fingerprints. Text that is not
+  // JSON is hashed as written.
+  //
+  //   a.payload = R"({ "b": 2, "a": 1 })";  b.payload = R"({"a":1,"b":2})";
+  //   assert(a.payload_fingerprint() == b.payload_fingerprint());
   std::string payload_fingerprint() const;
 
   // Sets the payload from JSON text, canonicalizing it. Fails unless the

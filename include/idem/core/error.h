@@ -20,19 +20,34 @@
 namespace idem {
 
 // ErrorCode is deliberately small: callers branch on it, so every code must
-// imply a different reaction.
+// imply a different reaction. docs/guide/troubleshooting.md has the table of
+// codes, exceptions and what a consumer should do with the message (retry,
+// redeliver, ack or dead-letter). New codes are appended so that the
+// numeric values of the old ones never change.
 enum class ErrorCode : std::uint8_t {
   kOk = 0,
-  kInvalidArgument,    // bad input from the caller: fix the input, never retry
+  kInvalidArgument,    // the message is bad (envelope, key, request): dead-letter it, never retry
   kUnavailable,        // the store cannot be reached: retry later, redeliver
   kTimeout,            // the store did not answer in time: retry later
   kLeaseLost,          // a newer worker owns the key: stop, do not retry
-  kMismatch,           // key reused with another payload: a caller bug
+  kMismatch,           // key reused with another payload: a producer bug
   kResultTooLarge,     // the handler's result exceeds the configured limit
   kResourceExhausted,  // a bounded store is full of live records
-  kNotFound,           // the record does not exist
+  kNotFound,           // the record (or, when opening must not create, the store) does not exist
   kCorrupt,            // stored data cannot be decoded
   kInternal,           // a bug or an unexpected store reply
+  // The program, not the message, is wrong: out-of-range options, a bad
+  // store URL, or an API call made in a state that forbids it. Fix the code
+  // or the configuration; do not dead-letter the message (it is fine).
+  kInvalidConfiguration,
+  // A duplicate of an event that already finished (DuplicateEventError, the
+  // wrapper with skip_on_duplicate = false): ack it, the cached result is
+  // attached. Never a failure of the store.
+  kDuplicate,
+  // A duplicate whose original is still running (EventInProgressError): do
+  // not ack; redeliver later (NATS: nak with a delay; HTTP: 409 with
+  // Retry-After), because the original may still die.
+  kInProgress,
 };
 
 // Returns the stable lower-case name of `code`, e.g. "unavailable".
@@ -48,9 +63,12 @@ class Error {
   ErrorCode code() const noexcept { return code_; }
   const std::string& message() const noexcept { return message_; }
 
-  // retryable() is true when the same call may succeed later without any
-  // change by the caller (the store was down or slow).
-  bool retryable() const noexcept { return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout; }
+  // retryable() is true when the same call (or a redelivery of the same
+  // message) may succeed later without any change by the caller: the store
+  // was down or slow, or the original of a duplicate was still running.
+  bool retryable() const noexcept {
+    return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout || code_ == ErrorCode::kInProgress;
+  }
 
   // "unavailable: sqlite: database is locked" — for logs and exceptions.
   std::string to_string() const;
@@ -144,9 +162,18 @@ class KeyMismatchError : public IdemError {
   using IdemError::IdemError;
 };
 
-// InvalidEnvelopeError: the envelope or key is malformed; the message names
-// the field.
+// InvalidEnvelopeError (kInvalidArgument): the envelope or key is
+// malformed; the message names the field. Retrying cannot help: dead-letter
+// the message.
 class InvalidEnvelopeError : public IdemError {
+ public:
+  using IdemError::IdemError;
+};
+
+// ConfigurationError (kInvalidConfiguration): options out of range, a bad
+// store URL, or an API call that is not allowed in the current state. The
+// program is wrong, not the message: fix it, and do not dead-letter.
+class ConfigurationError : public IdemError {
  public:
   using IdemError::IdemError;
 };
@@ -158,7 +185,13 @@ class ResultTooLargeError : public IdemError {
   using IdemError::IdemError;
 };
 
-// Throws the exception type that matches `error.code()`.
+// throw_error() throws the exception type that matches `error.code()`:
+// kUnavailable and kTimeout → StoreUnavailableError, kLeaseLost →
+// LeaseLostError, kMismatch → KeyMismatchError, kInvalidArgument →
+// InvalidEnvelopeError, kInvalidConfiguration → ConfigurationError,
+// kResultTooLarge → ResultTooLargeError, anything else → IdemError.
+// DuplicateEventError (kDuplicate) and EventInProgressError (kInProgress)
+// carry more than an Error and are thrown only by the wrapper (handler.h).
 [[noreturn]] void throw_error(Error error);
 
 template <typename T>

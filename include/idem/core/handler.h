@@ -6,10 +6,20 @@
 // exception propagates, so the next delivery can run it again (or, for a
 // TerminalError, every duplicate gets the stored error).
 //
+// A normal return always means "handled: ack the message". A duplicate whose
+// original is still running waits (ProcessorOptions::wait_for_in_progress,
+// kDefaultInProgressWait = 5 s unless set) and then either returns the
+// original's result or throws EventInProgressError: never ack that one.
+//
 //   auto handle = idem::idempotent_event_handler(
 //       [](const idem::Envelope& e) { return charge(e); },   // returns std::string
 //       {.processor = {.scope = "billing"}});
-//   std::optional<std::string> result = handle(envelope);    // cached on replays
+//   try {
+//     std::optional<std::string> result = handle(envelope);  // cached on replays
+//     msg.ack();
+//   } catch (const idem::EventInProgressError&) {
+//     msg.nak_with_delay(std::chrono::seconds(5));  // the original still runs
+//   }
 #pragma once
 
 #include <exception>
@@ -27,7 +37,9 @@ namespace idem {
 
 struct HandlerOptions {
   ProcessorOptions processor{};
-  // true: a duplicate returns quietly. false: throw DuplicateEventError.
+  // true: a completed duplicate returns quietly. false: it throws
+  // DuplicateEventError. (An in-progress duplicate always throws
+  // EventInProgressError, whatever this says.)
   bool skip_on_duplicate = true;
   // true: a completed duplicate returns the cached result. false: nullopt.
   bool return_cached_result = true;
@@ -35,11 +47,11 @@ struct HandlerOptions {
   std::shared_ptr<IdempotencyChecker> checker{};
 };
 
-// What a guarded execution did.
+// What a guarded execution did. Every value means "handled: ack it"; a
+// duplicate whose original still runs is an EventInProgressError instead.
 enum class Disposition : std::uint8_t {
   kExecuted,     // the handler ran now and its result was stored
   kReplayed,     // a duplicate of a completed event: the cached result
-  kInProgress,   // a duplicate while the original still runs (after any wait)
   kUnprotected,  // store down, fail-open: the handler ran without a claim
 };
 
@@ -51,13 +63,19 @@ struct ProcessResult {
 
 using StringHandler = std::function<std::string(const Envelope&, ProcessingContext&)>;
 
-// process_with_idempotency() runs `handler` once per key through `processor`.
-// Terminal failures replay as TerminalError; mismatches, invalid envelopes and
-// store outages throw their typed errors.
+// process_with_idempotency() runs `handler` once per key through `processor`
+// and says what happened. A duplicate whose original is still running waits
+// (processor.options().wait_for_in_progress, unset: kDefaultInProgressWait)
+// and then replays, runs, or throws EventInProgressError. Terminal failures
+// replay as TerminalError; mismatches, invalid envelopes and store outages
+// throw their typed errors.
 ProcessResult process_with_idempotency(IdempotentEventProcessor& processor, const Envelope& envelope,
                                        const StringHandler& handler);
 
-// The same with a one-off processor over `options.checker`.
+// The same with a one-off processor over `options.checker`, applying all of
+// `options` exactly as the wrapper does: with skip_on_duplicate = false a
+// completed duplicate throws DuplicateEventError, with return_cached_result =
+// false its result is nullopt.
 ProcessResult process_with_idempotency(const Envelope& envelope, const StringHandler& handler,
                                        const HandlerOptions& options = {});
 

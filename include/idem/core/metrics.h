@@ -28,8 +28,16 @@
 //   circuit_breaker_state{store}                   gauge: 0 closed, 1 half-open, 2 open
 //   store_call_duration_seconds{store,op}          histogram
 //   handler_duration_seconds{scope,store}          histogram
+//   handlers_in_flight{store}                      gauge: guarded handlers running now
+// and, once set_store_snapshot() was called for a store (store_metrics.h):
+//   records{store,status}                          gauge: live records by status
+//   processing_oldest_age_seconds{store}           gauge
+//   processing_lease_expired_records{store}        gauge: PROCESSING, lease run out
+//   processing_lease_expired_max_seconds{store}    gauge: the longest-expired lease
+//   store_snapshot_timestamp_seconds{store}        gauge: when the snapshot was taken
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,6 +62,25 @@ struct MetricsOptions {
   std::vector<double> handler_buckets{};  // default 1ms .. 60s
 };
 
+// StoreSnapshot is what a look at the store itself shows, as opposed to what
+// this process saw happen: it includes the records of workers that died, which
+// no live process will ever report. snapshot_store() (store_metrics.h) takes
+// one; set_store_snapshot() exports it.
+struct StoreSnapshot {
+  std::uint64_t processing = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  // Age of the oldest PROCESSING record (since first seen); 0 when none.
+  std::chrono::milliseconds oldest_processing_age{0};
+  // PROCESSING records whose lease has run out: their worker died or hung,
+  // and no redelivery has taken them over yet.
+  std::uint64_t lease_expired = 0;
+  // How long ago the longest-expired of those leases ran out; 0 when none.
+  std::chrono::milliseconds lease_expired_max{0};
+  // When the snapshot was taken (wall clock).
+  std::chrono::sys_time<std::chrono::milliseconds> taken_at{};
+};
+
 namespace detail {
 struct MetricsState;
 }  // namespace detail
@@ -74,11 +101,23 @@ class MetricsRegistry final : public Observer {
   void on_circuit_state(std::string_view store_kind, CircuitState state) override {
     set_circuit_state(store_kind, state);
   }
+  // The guard opens its "idem.handler" span when it acquires a key and closes
+  // it with the handler's verdict, or when the context is destroyed without
+  // one. That bracket is exactly "a guarded handler is running", so the
+  // registry answers it with a span that counts handlers_in_flight, and the
+  // gauge cannot drift (claims taken through the manual API, which open no
+  // such span, are not counted). Other span names: null (not traced).
+  std::unique_ptr<SpanScope> start_span(std::string_view name) override;
 
   // set_circuit_state() sets the circuit_breaker_state gauge of `store` (a
   // store kind or any name the store reports under). Stores with a circuit
   // breaker call it on every transition.
   void set_circuit_state(std::string_view store, CircuitState state);
+
+  // set_store_snapshot() replaces the store-level gauges of `store` (records
+  // by status, stuck PROCESSING records) with `snapshot`. Called by
+  // StoreSnapshotPoller, or by your own code after snapshot_store().
+  void set_store_snapshot(std::string_view store, const StoreSnapshot& snapshot);
 
   // render() returns every family in the Prometheus text format 0.0.4.
   // Thread-safe; counters keep moving while it runs, so a scrape is a

@@ -25,6 +25,7 @@
 #include "idem/core/checker.h"
 #include "idem/core/envelope.h"
 #include "idem/core/error.h"
+#include "idem/core/limits.h"
 #include "idem/core/record.h"
 
 namespace idem {
@@ -42,21 +43,52 @@ class TerminalError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// DuplicateEventError is thrown by the wrapper when skip_on_duplicate is false
-// and the key was already seen.
+// DuplicateEventError (kDuplicate) is thrown by the wrapper and by
+// process_with_idempotency(envelope, handler, options) when
+// skip_on_duplicate is false and the event already completed. The message
+// was handled: ack it; cached_result() is the original's result. A
+// duplicate whose original is still running is never a DuplicateEventError
+// but an EventInProgressError.
 class DuplicateEventError : public IdemError {
  public:
   DuplicateEventError(std::string key, ClaimStatus status, std::optional<std::string> cached_result);
   const std::string& key() const noexcept { return key_; }
+  // The claim status that made it a duplicate: kCompleted.
   ClaimStatus status() const noexcept { return status_; }
-  // True when the original is still running (its result is not known yet).
-  bool in_progress() const noexcept { return status_ == ClaimStatus::kInProgress; }
   const std::optional<std::string>& cached_result() const noexcept { return cached_result_; }
 
  private:
   std::string key_;
   ClaimStatus status_;
   std::optional<std::string> cached_result_;
+};
+
+// EventInProgressError (kInProgress, retryable) is thrown by the wrapper and
+// by process_with_idempotency() for a duplicate whose original was still
+// running when the wait (ProcessorOptions::wait_for_in_progress) ended. It
+// is never a success: do not ack the message, let it be redelivered later
+// (NATS: nak with a delay; HTTP: 409 Conflict with Retry-After). If the
+// original dies, that redelivery is the only copy of the event left.
+//
+//   try {
+//     handle(envelope);
+//     msg.ack();
+//   } catch (const idem::EventInProgressError& e) {
+//     msg.nak_with_delay(std::chrono::seconds(5));
+//   }
+class EventInProgressError : public IdemError {
+ public:
+  EventInProgressError(std::string key, std::optional<IdempotencyRecord> record, std::chrono::milliseconds waited);
+  const std::string& key() const noexcept { return key_; }
+  // The original's record as last seen (its owner's lease, its attempt).
+  const std::optional<IdempotencyRecord>& record() const noexcept { return record_; }
+  // How long this delivery waited for the original before giving up.
+  std::chrono::milliseconds waited() const noexcept { return waited_; }
+
+ private:
+  std::string key_;
+  std::optional<IdempotencyRecord> record_;
+  std::chrono::milliseconds waited_;
 };
 
 // FailureKind decides whether a handler error lets the next delivery retry.
@@ -67,19 +99,38 @@ enum class FailureKind : std::uint8_t { kRetryable, kTerminal };
 using FailureClassifier = std::function<FailureKind(const std::exception_ptr&)>;
 FailureKind default_failure_classifier(const std::exception_ptr& error);
 
+// kDefaultInProgressWait is how long the wrapper and process_with_idempotency()
+// wait, by default, for the original of an in-progress duplicate before
+// they throw EventInProgressError: long enough for most handlers to finish
+// (the duplicate then replays the result), short enough that the consumer
+// thread and the broker's ack deadline (NATS: 30 s) are not at risk.
+inline constexpr std::chrono::milliseconds kDefaultInProgressWait = std::chrono::seconds(5);
+
 struct ProcessorOptions {
   // Replaces the checker's key scope when set (one scope per handler).
   std::optional<std::string> scope{};
   // Replaces the checker's key extractor when set.
   KeyExtractor key_extractor{};
   // A duplicate that finds the key in progress waits up to this long for the
-  // original to finish and returns its result. 0: do not wait.
-  std::chrono::milliseconds wait_for_in_progress{0};
+  // original to finish, then claims again: it replays the result, or runs
+  // the handler when the original failed (retryable) or died. 0: do not
+  // wait. Unset: the guard (process()) does not wait, the wrapper and
+  // process_with_idempotency() wait kDefaultInProgressWait. At most
+  // kMaxInProgressWait (1 hour, limits.h).
+  std::optional<std::chrono::milliseconds> wait_for_in_progress{};
   // Renew the lease in the background while the handler runs.
   bool heartbeat = true;
-  // How often to renew. 0 means a third of the checker's lease.
+  // How often to renew. 0 means a third of the checker's lease; otherwise it
+  // must be shorter than the lease (a slower heartbeat lets the lease lapse).
   std::chrono::milliseconds heartbeat_interval{0};
   FailureClassifier classify_failure{};  // empty: default_failure_classifier
+
+  // validate() returns kInvalidConfiguration, naming the option, when
+  // wait_for_in_progress is outside [0, kMaxInProgressWait] or
+  // heartbeat_interval outside [0, kMaxLease]. The processor's constructor
+  // throws it as ConfigurationError, and also refuses a heartbeat_interval
+  // not shorter than the checker's lease.
+  Status validate() const;
 };
 
 // ProcessingContext is the outcome of one process() call. Move-only; its
@@ -150,8 +201,13 @@ class IdempotentEventProcessor {
 
   // process() claims the envelope's key. Throws InvalidEnvelopeError for a
   // bad key, KeyMismatchError for a reused key, StoreUnavailableError when
-  // the store is down under the fail-closed policy.
+  // the store is down under the fail-closed policy. An in-progress duplicate
+  // waits options().wait_for_in_progress (unset: not at all) and is then
+  // returned as such: check ctx.in_progress() and never ack it.
   ProcessingContext process(const Envelope& envelope);
+  // The same, waiting up to `wait_for_in_progress` for an in-progress
+  // original whatever options() say (0: do not wait).
+  ProcessingContext process(const Envelope& envelope, std::chrono::milliseconds wait_for_in_progress);
 
   // A handler that finishes later calls these from any thread. Calling
   // neither before the last copy is destroyed fails the claim (retryable).

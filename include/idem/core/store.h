@@ -56,10 +56,15 @@
 #include <vector>
 
 #include "idem/core/error.h"
+#include "idem/core/limits.h"
 #include "idem/core/record.h"
 
 namespace idem {
 
+// Requests carry durations, not deadlines: the store adds them to its own
+// clock. Every store refuses, with kInvalidArgument and before writing
+// anything, a lease outside [1 ms, kMaxLease] or a ttl outside
+// [1 ms, kMaxTtl] (limits.h); see validate_claim_request() below.
 struct ClaimRequest {
   std::string_view key{};  // the full store key (see build_key)
   std::string_view event_id{};
@@ -83,6 +88,23 @@ struct FailRequest {
   bool retryable = true;
   std::chrono::milliseconds ttl{24 * 3600 * 1000};
 };
+
+// validate_claim_request() returns kInvalidArgument, naming the field, when
+// request.lease is outside [1 ms, kMaxLease] or request.ttl outside
+// [1 ms, kMaxTtl]. Every Store implementation calls these checks first in
+// the matching operation (claim_many: on every request, before any is
+// written), so that all stores refuse the same requests the same way.
+//
+//   Result<ClaimOutcome> MyStore::claim(const ClaimRequest& request) {
+//     if (Status valid = validate_claim_request(request); !valid) return std::move(valid).error();
+//     ...
+Status validate_claim_request(const ClaimRequest& request);
+// validate_complete_request() checks request.ttl as above.
+Status validate_complete_request(const CompleteRequest& request);
+// validate_fail_request() checks request.ttl as above.
+Status validate_fail_request(const FailRequest& request);
+// validate_lease() checks the lease of Store::extend() as above.
+Status validate_lease(std::chrono::milliseconds lease);
 
 struct ScanOptions {
   std::string cursor{};                      // empty: start; pass ScanPage::next_cursor to continue
@@ -190,9 +212,11 @@ class Store {
   // wait_settled() blocks until the record at `key` is no longer PROCESSING
   // under a live lease (completed, failed, removed, expired, or its lease ran
   // out), or until `timeout` passes, and returns the record as last seen.
-  // The default polls get() with a short backoff; stores that can be told of
-  // a change (an in-process condition, Redis pub/sub, PostgreSQL NOTIFY)
-  // override it to wake the waiter as soon as the original finishes.
+  // A negative timeout counts as 0 and a huge one saturates. The default
+  // polls get() with a short backoff (up to 200 ms between reads); stores
+  // that can be told of a change override it to wake the waiter as soon as
+  // the original finishes: memory (a condition per shard) and SQLite (a
+  // process-wide notifier per database file, polling for other processes).
   virtual Result<std::optional<IdempotencyRecord>> wait_settled(std::string_view key,
                                                                 std::chrono::milliseconds timeout);
 
@@ -201,10 +225,29 @@ class Store {
   virtual CircuitState circuit_state() const noexcept { return CircuitState::kClosed; }
 };
 
-// open_store() makes a store from a URL: "memory://", "sqlite:///path/idem.db",
-// and the network stores compiled in (see idem/stores/*.h). Declared here,
-// defined by the idem::idem target, which links every enabled backend.
+// OpenOptions are the choices about opening a store that do not belong in
+// its URL because they depend on who opens it, not on where the store is.
+struct OpenOptions {
+  // false: never create a store that does not exist yet. A SQLite file (or
+  // its directory) that is missing, or a file that is not an Idem database,
+  // fails with kNotFound and nothing is written; `memory://name` fails with
+  // kNotFound unless this process has that store open. A plain `memory://`
+  // is always a new private store, and network stores have nothing to
+  // create. Inspection tools (idem get/list/stats) open with false, so a
+  // mistyped path is reported instead of showing an empty store.
+  bool create_if_missing = true;
+};
+
+// open_store() makes a store from a URL: "memory://", "memory://name",
+// "sqlite:///path/idem.db", and the network stores compiled in (see
+// idem/stores/*.h). A URL without a known scheme, or with bad parameters, is
+// kInvalidConfiguration. Declared here, defined by the idem::idem target,
+// which links every enabled backend.
+//
+//   auto store = idem::open_store("sqlite:///var/lib/app/idem.db", {.create_if_missing = false});
+//   if (!store && store.error().code() == idem::ErrorCode::kNotFound) { /* nothing at that path */ }
 Result<std::shared_ptr<Store>> open_store(std::string_view url);
+Result<std::shared_ptr<Store>> open_store(std::string_view url, const OpenOptions& options);
 
 // The default store URL when IDEM_STORE_URL is unset:
 // sqlite://$XDG_STATE_HOME/idem/idem.db, falling back to

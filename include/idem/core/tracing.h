@@ -172,6 +172,7 @@ class CompositeObserver final : public Observer {
   void on_claim(const ClaimObservation& observation) override;
   void on_handler(std::string_view scope, HandlerOutcome outcome, std::chrono::nanoseconds latency) override;
   void on_fail_open(std::string_view scope, const Error& error) override;
+  void on_circuit_state(std::string_view store_kind, CircuitState state) override;
   std::unique_ptr<SpanScope> start_span(std::string_view name) override;
 
  private:

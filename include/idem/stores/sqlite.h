@@ -2,10 +2,14 @@
 //
 // SqliteStore keeps records in one SQLite file (WAL mode): durable across
 // restarts and safe for several processes on one host. It is the default store
-// when IDEM_STORE_URL is unset (see default_store_url()).
+// when IDEM_STORE_URL is unset (see default_store_url()). Waiters
+// (wait_settled, the wrapper's in-progress wait) are woken at once by a
+// verdict written by any SqliteStore of this process on the same file, and
+// notice one written by another process within wait_poll_interval.
 //
 //   auto store = idem::SqliteStore::create({.path = "/var/lib/myapp/idem.db"});
 //   auto same  = idem::open_store("sqlite:///var/lib/myapp/idem.db");
+//   auto only_if_there = idem::open_store("sqlite:///var/lib/myapp/idem.db", {.create_if_missing = false});
 #pragma once
 
 #include <chrono>
@@ -21,6 +25,10 @@ namespace idem {
 
 struct SqliteStoreOptions {
   std::string path{};  // the database file; parent directories are created
+  // false: open only an existing Idem database. A missing file (or
+  // directory), or a file without the Idem schema, fails with kNotFound and
+  // nothing is written. `idem get/list/stats` open this way.
+  bool create_if_missing = true;
   // How long a statement waits for another process's write lock before the
   // call fails with kTimeout.
   std::chrono::milliseconds busy_timeout{5'000};
@@ -30,14 +38,21 @@ struct SqliteStoreOptions {
   // Connections kept for concurrent callers in this process.
   std::size_t max_connections = 8;
   std::shared_ptr<Clock> clock = system_clock();
+  // How often wait_settled() re-reads a record to notice a verdict written
+  // by another process. A verdict written by any store of this process on
+  // the same file (even another instance) wakes waiters at once. Clamped to
+  // [1 ms, kMaxLease].
+  std::chrono::milliseconds wait_poll_interval{20};
 };
 
 class SqliteStore {
  public:
   static Result<std::shared_ptr<Store>> create(SqliteStoreOptions options);
   // Accepts "sqlite:///absolute/path.db" and "sqlite://relative/path.db",
-  // with optional query "?busy_timeout_ms=N&fsync=full".
-  static Result<std::shared_ptr<Store>> open(std::string_view url);
+  // with optional query "?busy_timeout_ms=N&fsync=full|normal&max_connections=N".
+  // options.create_if_missing sets SqliteStoreOptions::create_if_missing.
+  // Bad URLs are kInvalidConfiguration.
+  static Result<std::shared_ptr<Store>> open(std::string_view url, const OpenOptions& options = {});
 };
 
 }  // namespace idem

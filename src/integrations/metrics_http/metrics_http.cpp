@@ -26,9 +26,9 @@ void add_metrics_endpoint(httplib::Server& server, std::shared_ptr<const Metrics
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::start(std::shared_ptr<const MetricsRegistry> registry,
                                                             MetricsServerOptions options) {
-  if (!registry) return Error(ErrorCode::kInvalidArgument, "metrics server: registry is null");
+  if (!registry) return Error(ErrorCode::kInvalidConfiguration, "metrics server: registry is null");
   if (options.path.empty() || options.path.front() != '/') {
-    return Error(ErrorCode::kInvalidArgument, "metrics server: path must start with '/'");
+    return Error(ErrorCode::kInvalidConfiguration, "metrics server: path must start with '/'");
   }
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);

@@ -20,13 +20,22 @@
 //   round-robin, and drops what has expired there, so memory stays bounded by
 //   what is live plus what expired within about one pass over the table,
 //   without a sweeper thread.
+// - wait_settled() sleeps on its shard's condition variable; every verdict,
+//   removal and expiry in the shard wakes it, but only when someone waits
+//   (a counter under the shard lock), so the hot path pays one branch.
+// - Deadlines are saturating sums (limits.h) of durations checked by
+//   validate_*_request(): no `now + ttl` can overflow.
+// - Named stores (memory://name) live in a process-wide registry of weak
+//   pointers: the same store for every opener while anyone holds it.
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -195,6 +204,14 @@ struct alignas(64) Shard {
   Table table;
   std::uint64_t counter = 0;   // tokens handed out so far, never decreases
   std::size_t sweep_slot = 0;  // next slot the amortized sweep inspects
+  // wait_settled() callers of this shard sleep here; `waiters` (guarded by
+  // `mutex`) lets writers skip the notify when nobody waits.
+  std::condition_variable settled;
+  std::size_t waiters = 0;
+
+  void notify_settled() {
+    if (waiters != 0) settled.notify_all();
+  }
 };
 
 using Slot = Table::Slot;
@@ -248,13 +265,17 @@ class MemoryStoreImpl final : public Store {
       : clock_(options.clock ? std::move(options.clock) : system_clock()),
         shard_count_(round_up_pow2(options.shards == 0 ? 1 : options.shards)),
         shards_(new Shard[shard_count_]),
-        max_records_(options.max_records) {
+        max_records_(options.max_records),
+        // Bounded so that a wait on the condition variable can never
+        // overflow the steady clock.
+        wait_poll_interval_(std::clamp(options.wait_poll_interval, milliseconds(1), kMaxLease)) {
     while ((std::size_t{1} << shard_bits_) < shard_count_) ++shard_bits_;
   }
 
   std::string_view kind() const noexcept override { return "memory"; }
 
   Result<ClaimOutcome> claim(const ClaimRequest& req) override {
+    if (Status valid = validate_claim_request(req); !valid) return std::move(valid).error();
     const std::size_t hash = hash_key(req.key);
     const std::size_t index = shard_index(hash);
     Shard& shard = shards_[index];
@@ -299,6 +320,7 @@ class MemoryStoreImpl final : public Store {
   }
 
   Status complete(const CompleteRequest& req) override {
+    if (Status valid = validate_complete_request(req); !valid) return valid;
     return finish(req.key, req.token, req.ttl, [&](Entry& e) {
       e.status = ProcessingStatus::kCompleted;
       e.result.emplace(req.result);
@@ -307,6 +329,7 @@ class MemoryStoreImpl final : public Store {
   }
 
   Status fail(const FailRequest& req) override {
+    if (Status valid = validate_fail_request(req); !valid) return valid;
     return finish(req.key, req.token, req.ttl, [&](Entry& e) {
       e.status = ProcessingStatus::kFailed;
       e.cold_part().error.emplace(req.error);
@@ -327,11 +350,13 @@ class MemoryStoreImpl final : public Store {
     if (slot == nullptr) return lease_lost_reason(shard, key, hash, token, now);
     verdict(slot->node->e);
     slot->node->e.completed_at = now;
-    slot->expires_at = now + ttl;
+    slot->expires_at = saturating_add(now, ttl);
+    shard.notify_settled();
     return ok_status();
   }
 
   Status extend(std::string_view key, Token token, milliseconds lease) override {
+    if (Status valid = validate_lease(lease); !valid) return valid;
     const Timestamp now = clock_->now();
     const std::size_t hash = hash_key(key);
     Shard& shard = shards_[shard_index(hash)];
@@ -339,7 +364,7 @@ class MemoryStoreImpl final : public Store {
     Slot* slot = owned(shard, key, hash, token, now);
     if (slot == nullptr) return lease_lost_reason(shard, key, hash, token, now);
     Entry& e = slot->node->e;
-    e.lease_expires_at = now + lease;
+    e.lease_expires_at = saturating_add(now, lease);
     // A record never expires while its lease is live.
     slot->expires_at = std::max(slot->expires_at, e.lease_expires_at);
     return ok_status();
@@ -386,7 +411,7 @@ class MemoryStoreImpl final : public Store {
     const Timestamp now = clock_->now();
     const std::size_t limit = options.limit == 0 ? 100 : options.limit;
     const bool by_age = options.older_than.count() > 0;
-    const Timestamp cutoff = now - options.older_than;
+    const Timestamp cutoff = saturating_sub(now, options.older_than);
     // Keyset pagination over the key order: each page keeps the `limit`
     // smallest matching keys above the cursor, so pages are consistent with
     // the other stores (sorted by key) and no shard is locked for long.
@@ -481,6 +506,44 @@ class MemoryStoreImpl final : public Store {
 
   Status ping() override { return ok_status(); }
 
+  Result<std::optional<IdempotencyRecord>> wait_settled(std::string_view key, milliseconds timeout) override {
+    using Steady = std::chrono::steady_clock;
+    const Steady::time_point deadline = saturating_add(Steady::now(), std::max(timeout, milliseconds(0)));
+    const std::size_t hash = hash_key(key);
+    Shard& shard = shards_[shard_index(hash)];
+    std::unique_lock lock(shard.mutex);
+    ++shard.waiters;
+    class Leave {  // destroyed before `lock`, so still under the shard lock
+     public:
+      explicit Leave(Shard& s) noexcept : shard_(s) {}
+      Leave(const Leave&) = delete;
+      Leave& operator=(const Leave&) = delete;
+      ~Leave() { --shard_.waiters; }
+
+     private:
+      Shard& shard_;
+    } leave(shard);
+    for (;;) {
+      const Timestamp now = clock_->now();
+      Slot* slot = shard.table.find(key, hash);
+      if (slot == nullptr) return std::optional<IdempotencyRecord>();
+      if (slot->expired(now)) {
+        erase(shard, shard.table.index_of(*slot));
+        return std::optional<IdempotencyRecord>();
+      }
+      const Entry& e = slot->node->e;
+      const Steady::time_point steady_now = Steady::now();
+      if (e.status != ProcessingStatus::kProcessing || e.lease_expires_at <= now || steady_now >= deadline) {
+        return std::optional<IdempotencyRecord>(to_record(*slot));
+      }
+      // Verdicts, removals and expiries wake us; the lease running out does
+      // not, so sleep at most until then, and re-read now and then in case
+      // the clock jumps (a ManualClock moved by a test).
+      const milliseconds nap = std::min(wait_poll_interval_, e.lease_expires_at - now);
+      shard.settled.wait_for(lock, std::min<Steady::duration>(nap, deadline - steady_now));
+    }
+  }
+
  private:
   static std::size_t heap_bytes(const std::string& s) noexcept {
     return s.capacity() > 15 ? s.capacity() + 1 : 0;  // beyond the small-string buffer
@@ -498,8 +561,8 @@ class MemoryStoreImpl final : public Store {
                        AcquireKind kind) {
     Entry& e = slot.node->e;
     e.token = next_token(shard, index);
-    e.lease_expires_at = now + req.lease;
-    slot.expires_at = std::max(now + req.ttl, e.lease_expires_at);
+    e.lease_expires_at = saturating_add(now, req.lease);
+    slot.expires_at = std::max(saturating_add(now, req.ttl), e.lease_expires_at);
     ClaimOutcome out;
     out.status = ClaimStatus::kAcquired;
     out.acquire_kind = kind;
@@ -561,9 +624,11 @@ class MemoryStoreImpl final : public Store {
     return true;
   }
 
+  // erase() drops a record (removed or expired): a waiter on it is done.
   void erase(Shard& shard, std::size_t slot) {
     if (max_records_ != 0) size_.fetch_sub(1, std::memory_order_relaxed);
     shard.table.erase_at(slot);
+    shard.notify_settled();
   }
 
   // Inspects two slots per insert, round-robin (see the file comment). Only
@@ -581,6 +646,7 @@ class MemoryStoreImpl final : public Store {
   std::size_t shard_bits_ = 0;
   std::unique_ptr<Shard[]> shards_;
   std::size_t max_records_;
+  milliseconds wait_poll_interval_;
   std::atomic<std::size_t> size_{0};  // only maintained when max_records_ != 0
 };
 
@@ -589,8 +655,62 @@ Error bad_url(std::string_view url, std::string_view why) {
   msg.append(url);
   msg += "': ";
   msg.append(why);
-  msg += " (expected memory:// with optional ?max_records=N&shards=N)";
-  return Error(ErrorCode::kInvalidArgument, std::move(msg));
+  msg += " (expected memory:// or memory://name, with optional ?max_records=N&shards=N)";
+  return Error(ErrorCode::kInvalidConfiguration, std::move(msg));
+}
+
+bool valid_name(std::string_view name) noexcept {
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  });
+}
+
+// The named stores of this process. Weak pointers: a named store lives as
+// long as someone holds it, like any other store, and the registry never
+// keeps records alive on its own.
+class NamedStores {
+ public:
+  Result<std::shared_ptr<Store>> open(std::string_view url, const std::string& name, const MemoryStoreOptions& options,
+                                      bool create_if_missing) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(stores_, [](const auto& entry) { return entry.second.store.expired(); });
+    if (auto it = stores_.find(name); it != stores_.end()) {
+      const Named& named = it->second;
+      // The last holder may have let go since the sweep above.
+      if (std::shared_ptr<Store> existing = named.store.lock()) {
+        if (named.shards != options.shards || named.max_records != options.max_records) {
+          return bad_url(
+              url, "memory://" + name + " is already open in this process with shards=" + std::to_string(named.shards) +
+                       "&max_records=" + std::to_string(named.max_records) + "; open it with the same parameters");
+        }
+        return existing;
+      }
+      stores_.erase(it);
+    }
+    if (!create_if_missing) {
+      return Error(ErrorCode::kNotFound, "memory store URL '" + std::string(url) + "': no store named '" + name +
+                                             "' is open in this process (memory stores live inside one process; "
+                                             "nothing was created)");
+    }
+    std::shared_ptr<Store> store = MemoryStore::create(options);
+    stores_.emplace(name, Named{store, options.shards, options.max_records});
+    return store;
+  }
+
+ private:
+  struct Named {
+    std::weak_ptr<Store> store;
+    std::size_t shards;
+    std::size_t max_records;
+  };
+  std::mutex mutex_;
+  std::map<std::string, Named, std::less<>> stores_;
+};
+
+NamedStores& named_stores() {
+  static NamedStores* stores = new NamedStores();  // never destroyed: usable during static destruction
+  return *stores;
 }
 
 }  // namespace
@@ -599,13 +719,16 @@ std::shared_ptr<Store> MemoryStore::create(MemoryStoreOptions options) {
   return std::make_shared<MemoryStoreImpl>(std::move(options));
 }
 
-Result<std::shared_ptr<Store>> MemoryStore::open(std::string_view url) {
+Result<std::shared_ptr<Store>> MemoryStore::open(std::string_view url, const OpenOptions& open_options) {
   constexpr std::string_view kScheme = "memory://";
   if (!url.starts_with(kScheme)) return bad_url(url, "scheme must be memory://");
   std::string_view rest = url.substr(kScheme.size());
   const std::size_t q = rest.find('?');
   std::string_view authority = rest.substr(0, q);
-  if (!authority.empty() && authority != "/") return bad_url(url, "a memory store takes no host or path");
+  if (authority == "/") authority = {};
+  if (!valid_name(authority)) {
+    return bad_url(url, "a store name may hold only letters, digits, '-', '_' and '.' (and no path)");
+  }
   MemoryStoreOptions options;
   if (q != std::string_view::npos) {
     auto params = detail::split_url_query(rest.substr(q + 1));
@@ -627,7 +750,8 @@ Result<std::shared_ptr<Store>> MemoryStore::open(std::string_view url) {
       }
     }
   }
-  return create(std::move(options));
+  if (authority.empty()) return create(std::move(options));
+  return named_stores().open(url, std::string(authority), options, open_options.create_if_missing);
 }
 
 }  // namespace idem

@@ -10,7 +10,14 @@
 // - A pool of connections, each used by one thread at a time, with its
 //   statements prepared once and kept: preparing costs more than running.
 // - SQLite error codes are translated in one function, sqlite_error().
+// - wait_settled() sleeps on a process-wide notifier per database file (by
+//   device and inode), bumped by every verdict and removal of any store
+//   instance of this process on that file; other processes cannot reach it,
+//   so the waiter also re-reads the record every wait_poll_interval.
+// - Deadlines are saturating sums (limits.h) of durations checked by
+//   validate_*_request(): no `now + ttl` can overflow.
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -19,6 +26,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <string>
 #include <system_error>
@@ -88,7 +96,7 @@ Error sqlite_error(sqlite3* db, int rc, std::string_view what, std::string_view 
           "restart";
       break;
     case SQLITE_TOOBIG:
-      code = ErrorCode::kInvalidArgument;
+      code = ErrorCode::kResultTooLarge;
       advice = "a value exceeds SQLite's size limit; store a smaller result";
       break;
     default: break;
@@ -305,12 +313,13 @@ struct OpenConfig {
   std::string path;
   milliseconds busy_timeout;
   bool durable_fsync;
+  bool create;  // SQLITE_OPEN_CREATE: make the file when it is missing
 };
 
 Result<std::unique_ptr<Connection>> open_connection(const OpenConfig& cfg) {
   sqlite3* db = nullptr;
   // NOMUTEX: a connection is only ever used by the thread holding its Lease.
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  const int flags = SQLITE_OPEN_READWRITE | (cfg.create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;
   const int rc = sqlite3_open_v2(cfg.path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     Error e = sqlite_error(db, rc, "opening the database", cfg.path);
@@ -481,12 +490,66 @@ std::optional<std::string> prefix_upper_bound(std::string prefix) {
 constexpr std::int64_t kSweepBatch = 512;
 constexpr int kClaimAttempts = 16;
 
+// SettleNotifier wakes wait_settled() callers of every store instance of this
+// process on one database file. A generation counter, read before the record
+// and bumped after each write is committed, means no wake-up is ever lost
+// between a waiter's read and its sleep.
+class SettleNotifier {
+ public:
+  std::uint64_t generation() {
+    std::lock_guard lock(mutex_);
+    return generation_;
+  }
+  void notify() {
+    {
+      std::lock_guard lock(mutex_);
+      ++generation_;
+    }
+    changed_.notify_all();
+  }
+  // Sleeps until the generation moves past `seen` or `at_most` passes.
+  void wait(std::uint64_t seen, std::chrono::steady_clock::duration at_most) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, at_most, [&] { return generation_ != seen; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::uint64_t generation_ = 0;
+};
+
+// The notifier of the file at `path`, shared with every other store of this
+// process on the same file (however it was named: symlinks, relative paths).
+// A file that cannot be identified gets a notifier of its own; its waiters
+// still see changes by polling.
+std::shared_ptr<SettleNotifier> notifier_for(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::make_shared<SettleNotifier>();
+  using FileId = std::pair<dev_t, ino_t>;
+  static std::mutex mutex;
+  static auto* notifiers = new std::map<FileId, std::weak_ptr<SettleNotifier>>();  // never destroyed
+  std::lock_guard lock(mutex);
+  std::erase_if(*notifiers, [](const auto& entry) { return entry.second.expired(); });
+  std::weak_ptr<SettleNotifier>& slot = (*notifiers)[FileId(st.st_dev, st.st_ino)];
+  std::shared_ptr<SettleNotifier> notifier = slot.lock();
+  if (!notifier) {
+    notifier = std::make_shared<SettleNotifier>();
+    slot = notifier;
+  }
+  return notifier;
+}
+
 class SqliteStoreImpl final : public Store {
  public:
   SqliteStoreImpl(SqliteStoreOptions options, std::unique_ptr<Connection> first)
       : clock_(options.clock ? std::move(options.clock) : system_clock()),
         path_(options.path),
-        pool_(OpenConfig{options.path, options.busy_timeout, options.durable_fsync}, options.max_connections) {
+        // Bounded so that a wait on the notifier can never overflow the
+        // steady clock.
+        wait_poll_interval_(std::clamp(options.wait_poll_interval, milliseconds(1), kMaxLease)),
+        notifier_(notifier_for(options.path)),
+        pool_(OpenConfig{options.path, options.busy_timeout, options.durable_fsync, false}, options.max_connections) {
     pool_.count_external();
     pool_.put(std::move(first));
   }
@@ -494,6 +557,7 @@ class SqliteStoreImpl final : public Store {
   std::string_view kind() const noexcept override { return "sqlite"; }
 
   Result<ClaimOutcome> claim(const ClaimRequest& req) override {
+    if (Status valid = validate_claim_request(req); !valid) return std::move(valid).error();
     Result<Lease> lease = pool_.acquire();
     if (!lease) return std::move(lease).error();
     return claim_on(**lease, req);
@@ -505,6 +569,9 @@ class SqliteStoreImpl final : public Store {
   Result<std::vector<ClaimOutcome>> claim_many(std::span<const ClaimRequest> requests) override {
     std::vector<ClaimOutcome> out;
     if (requests.empty()) return out;
+    for (const ClaimRequest& req : requests) {
+      if (Status valid = validate_claim_request(req); !valid) return std::move(valid).error();
+    }
     Result<Lease> lease = pool_.acquire();
     if (!lease) return std::move(lease).error();
     Connection& c = **lease;
@@ -546,25 +613,33 @@ class SqliteStoreImpl final : public Store {
   }
 
   Status complete(const CompleteRequest& req) override {
+    if (Status valid = validate_complete_request(req); !valid) return valid;
     const Timestamp now = clock_->now();
-    return owner_update(Stmt::kComplete, req.key, req.token, now, [&](StmtUse& use) {
+    Status status = owner_update(Stmt::kComplete, req.key, req.token, now, [&](StmtUse& use) {
       use.bind_blob(3, req.result);
-      use.bind(5, to_ms(now + req.ttl));
+      use.bind(5, to_ms(saturating_add(now, req.ttl)));
     });
+    if (status) notifier_->notify();
+    return status;
   }
 
   Status fail(const FailRequest& req) override {
+    if (Status valid = validate_fail_request(req); !valid) return valid;
     const Timestamp now = clock_->now();
-    return owner_update(Stmt::kFail, req.key, req.token, now, [&](StmtUse& use) {
+    Status status = owner_update(Stmt::kFail, req.key, req.token, now, [&](StmtUse& use) {
       use.bind_blob(3, req.error);
-      use.bind(5, to_ms(now + req.ttl));
+      use.bind(5, to_ms(saturating_add(now, req.ttl)));
       use.bind(6, std::int64_t{req.retryable ? 1 : 0});
     });
+    if (status) notifier_->notify();
+    return status;
   }
 
   Status extend(std::string_view key, Token token, milliseconds lease) override {
+    if (Status valid = validate_lease(lease); !valid) return valid;
     const Timestamp now = clock_->now();
-    return owner_update(Stmt::kExtend, key, token, now, [&](StmtUse& use) { use.bind(3, to_ms(now + lease)); });
+    return owner_update(Stmt::kExtend, key, token, now,
+                        [&](StmtUse& use) { use.bind(3, to_ms(saturating_add(now, lease))); });
   }
 
   Status checkpoint(std::string_view key, Token token, const Checkpoint& cp) override {
@@ -609,6 +684,7 @@ class SqliteStoreImpl final : public Store {
       if (Status s = raise_floor(c, *token); !s) return std::move(s).error();
     }
     if (Status s = tx.commit(); !s) return std::move(s).error();
+    if (token) notifier_->notify();
     return existed;
   }
 
@@ -630,7 +706,7 @@ class SqliteStoreImpl final : public Store {
       use.bind_null(3);
     }
     if (options.older_than.count() > 0) {
-      use.bind(4, to_ms(now - options.older_than));
+      use.bind(4, to_ms(saturating_sub(now, options.older_than)));
     } else {
       use.bind_null(4);
     }
@@ -728,6 +804,7 @@ class SqliteStoreImpl final : public Store {
         if (Status s = raise_floor(c, max_token); !s) return std::move(s).error();
       }
       if (Status s = tx.commit(); !s) return std::move(s).error();
+      if (removed > 0) notifier_->notify();
       report.expired_removed += static_cast<std::uint64_t>(removed);
       if (removed < kSweepBatch) break;
     }
@@ -745,6 +822,26 @@ class SqliteStoreImpl final : public Store {
     return ok_status();
   }
 
+  Result<std::optional<IdempotencyRecord>> wait_settled(std::string_view key, milliseconds timeout) override {
+    using Steady = std::chrono::steady_clock;
+    const Steady::time_point deadline = saturating_add(Steady::now(), std::max(timeout, milliseconds(0)));
+    for (;;) {
+      // Read the generation before the record: a write committed after
+      // this read moves it, so the sleep below cannot miss that write.
+      const std::uint64_t seen = notifier_->generation();
+      Result<std::optional<IdempotencyRecord>> record = get(key);
+      if (!record || !*record) return record;
+      const Timestamp now = clock_->now();
+      const IdempotencyRecord& r = **record;
+      const Steady::time_point steady_now = Steady::now();
+      if (r.status != ProcessingStatus::kProcessing || !r.lease_valid(now) || steady_now >= deadline) return record;
+      // Woken by this process's writes; the poll catches other processes'
+      // writes, and the lease running out ends the wait by itself.
+      const milliseconds nap = std::min(wait_poll_interval_, r.lease_expires_at - now);
+      notifier_->wait(seen, std::min<Steady::duration>(nap, deadline - steady_now));
+    }
+  }
+
  private:
   Result<std::optional<IdempotencyRecord>> read(Connection& c, std::string_view key) {
     Result<sqlite3_stmt*> st = c.stmt(Stmt::kGet);
@@ -760,14 +857,14 @@ class SqliteStoreImpl final : public Store {
   }
 
   static void bind_claim_row(StmtUse& use, std::size_t row, const ClaimRequest& req, Timestamp now) {
-    const Timestamp lease_end = now + req.lease;
+    const Timestamp lease_end = saturating_add(now, req.lease);
     const int b = static_cast<int>(2 + row * sql::kClaimParamsPerRow);
     use.bind(b, req.key);
     use.bind(b + 1, req.event_id);
     use.bind(b + 2, req.event_type);
     use.bind(b + 3, req.fingerprint);
     use.bind(b + 4, to_ms(lease_end));
-    use.bind(b + 5, to_ms(std::max(now + req.ttl, lease_end)));
+    use.bind(b + 5, to_ms(std::max(saturating_add(now, req.ttl), lease_end)));
   }
 
   // Reads the acquired outcome from a RETURNING row.
@@ -924,15 +1021,20 @@ class SqliteStoreImpl final : public Store {
 
   std::shared_ptr<Clock> clock_;
   std::string path_;
+  milliseconds wait_poll_interval_;
+  std::shared_ptr<SettleNotifier> notifier_;
   Pool pool_;
 };
 
 // Creates or checks the schema on a fresh connection, in one write
-// transaction so that processes opening the file together agree.
-Status setup_schema(Connection& c) {
-  if (Status s = c.exec("BEGIN IMMEDIATE", "starting the schema transaction"); !s) return s;
+// transaction so that processes opening the file together agree. Without
+// `create` it only reads: a file without the schema is kNotFound.
+Status setup_schema(Connection& c, bool create) {
+  if (create) {
+    if (Status s = c.exec("BEGIN IMMEDIATE", "starting the schema transaction"); !s) return s;
+  }
   auto fail = [&](Error e) -> Status {
-    (void)c.exec("ROLLBACK", "rolling back");
+    if (create) (void)c.exec("ROLLBACK", "rolling back");
     return e;
   };
   sqlite3_stmt* st = nullptr;
@@ -963,7 +1065,7 @@ Status setup_schema(Connection& c) {
     sqlite3_finalize(st);
     if (rc != SQLITE_OK) return fail(c.error(rc, "reading the schema version"));
     if (version > sql::kSchemaVersion) {
-      return fail(Error(ErrorCode::kInvalidArgument,
+      return fail(Error(ErrorCode::kInvalidConfiguration,
                         "sqlite: '" + c.path() + "' has schema version " + std::to_string(version) +
                             " but this Idem understands up to " + std::to_string(sql::kSchemaVersion) +
                             "; it was written by a newer Idem: upgrade Idem or use another file"));
@@ -973,7 +1075,12 @@ Status setup_schema(Connection& c) {
                                                  "' has a meta table without a valid schema_version; it is not an "
                                                  "Idem database: choose another path"));
     }
+  } else if (!create) {
+    return Error(ErrorCode::kNotFound, "sqlite: '" + c.path() +
+                                           "' exists but holds no Idem store (it has no Idem schema); nothing was "
+                                           "written: check the path");
   }
+  if (!create) return ok_status();
   if (Status s = c.exec(sql::kCreateSchema, "creating the schema"); !s) return fail(std::move(s).error());
   return c.exec("COMMIT", "committing the schema");
 }
@@ -986,20 +1093,44 @@ Error bad_url(std::string_view url, std::string_view why) {
   msg +=
       " (expected sqlite:///absolute/path.db or sqlite://relative/path.db, optional "
       "?busy_timeout_ms=N&fsync=full|normal&max_connections=N)";
-  return Error(ErrorCode::kInvalidArgument, std::move(msg));
+  return Error(ErrorCode::kInvalidConfiguration, std::move(msg));
+}
+
+// check_existing() is the open without create_if_missing: it proves that an
+// Idem store is at `path` without writing a byte (no directory, no file, no
+// WAL switch, no schema), or says plainly that nothing is there.
+Status check_existing(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    std::string msg = "sqlite: nothing exists at '" + path + "'";
+    if (!parent.empty() && !std::filesystem::exists(parent, ec)) {
+      msg += " (not even its directory '" + parent.string() + "')";
+    }
+    msg += "; no store was created: check the path";
+    return Error(ErrorCode::kNotFound, std::move(msg));
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  Connection probe(db, path);  // closes `db` whatever happens
+  if (rc != SQLITE_OK) return sqlite_error(db, rc, "opening the database", path);
+  return setup_schema(probe, false);
 }
 
 }  // namespace
 
 Result<std::shared_ptr<Store>> SqliteStore::create(SqliteStoreOptions options) {
   if (options.path.empty()) {
-    return Error(ErrorCode::kInvalidArgument, "sqlite store: options.path is empty; give the database file path");
+    return Error(ErrorCode::kInvalidConfiguration, "sqlite store: options.path is empty; give the database file path");
   }
   if (options.path.find('\0') != std::string::npos) {
-    return Error(ErrorCode::kInvalidArgument, "sqlite store: options.path contains a NUL byte");
+    return Error(ErrorCode::kInvalidConfiguration, "sqlite store: options.path contains a NUL byte");
+  }
+  if (!options.create_if_missing) {
+    if (Status s = check_existing(options.path); !s) return std::move(s).error();
   }
   const std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
-  if (!parent.empty()) {
+  if (options.create_if_missing && !parent.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
     if (ec) {
@@ -1008,18 +1139,21 @@ Result<std::shared_ptr<Store>> SqliteStore::create(SqliteStoreOptions options) {
     }
   }
   Result<std::unique_ptr<Connection>> first =
-      open_connection(OpenConfig{options.path, options.busy_timeout, options.durable_fsync});
+      open_connection(OpenConfig{options.path, options.busy_timeout, options.durable_fsync, options.create_if_missing});
   if (!first) return std::move(first).error();
-  if (Status s = setup_schema(**first); !s) return std::move(s).error();
+  if (options.create_if_missing) {
+    if (Status s = setup_schema(**first, true); !s) return std::move(s).error();
+  }
   return std::shared_ptr<Store>(std::make_shared<SqliteStoreImpl>(std::move(options), std::move(*first)));
 }
 
-Result<std::shared_ptr<Store>> SqliteStore::open(std::string_view url) {
+Result<std::shared_ptr<Store>> SqliteStore::open(std::string_view url, const OpenOptions& open_options) {
   constexpr std::string_view kScheme = "sqlite://";
   if (!url.starts_with(kScheme)) return bad_url(url, "scheme must be sqlite://");
   std::string_view rest = url.substr(kScheme.size());
   const std::size_t q = rest.find('?');
   SqliteStoreOptions options;
+  options.create_if_missing = open_options.create_if_missing;
   options.path = std::string(rest.substr(0, q));
   if (options.path.empty() || options.path == "/") return bad_url(url, "no database path");
   if (q != std::string_view::npos) {

@@ -1,0 +1,52 @@
+# The chaos harness (idem_chaos), its history checker and the checker's own
+# tests. See docs/testing.md.
+if(TARGET idem_sqlite)
+  find_package(CLI11 CONFIG REQUIRED)
+
+  add_library(idem_chaos_checker STATIC ${CMAKE_CURRENT_LIST_DIR}/history.cpp ${CMAKE_CURRENT_LIST_DIR}/checker.cpp)
+  target_include_directories(idem_chaos_checker PUBLIC ${PROJECT_SOURCE_DIR}/tests)
+  target_compile_features(idem_chaos_checker PUBLIC cxx_std_20)
+  target_link_libraries(idem_chaos_checker PRIVATE idem_build_flags)
+
+  add_executable(idem_chaos
+    ${CMAKE_CURRENT_LIST_DIR}/main.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/harness.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/worker.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/store_env.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/unfenced_store.cpp)
+  target_link_libraries(idem_chaos PRIVATE idem_chaos_checker idem::idem idem_test_support SQLite::SQLite3
+                                           CLI11::CLI11 Threads::Threads idem_build_flags)
+  if(TARGET idem_redis_test_support)
+    target_link_libraries(idem_chaos PRIVATE idem_redis_test_support)
+    target_compile_definitions(idem_chaos PRIVATE IDEM_CHAOS_HAVE_REDIS=1)
+  endif()
+
+  idem_add_test(NAME chaos_checker_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/checker_test.cpp
+    LABELS unit
+    DEPS idem_chaos_checker
+    TIMEOUT 60)
+
+  # idem_add_chaos_run(<name> <label> <args...>): one ctest entry running
+  # `idem_chaos run <args>`; exit 77 (server binary missing) is a skip.
+  function(idem_add_chaos_run name)
+    add_test(NAME ${name} COMMAND idem_chaos run ${ARGN})
+    set_tests_properties(${name} PROPERTIES LABELS chaos TIMEOUT 240 SKIP_RETURN_CODE 77)
+  endfunction()
+
+  # Short runs for CI (about a minute each); tools/chaos.sh runs long ones.
+  idem_add_chaos_run(chaos_sqlite --store sqlite --seconds 45 --seed 1201)
+  idem_add_chaos_run(chaos_planted_bug --store sqlite --seconds 12 --seed 1202 --faults worker-stop
+                     --planted-bug unfenced --expect-violation stale-write)
+  if(TARGET idem_redis_test_support)
+    idem_add_chaos_run(chaos_redis --store redis --seconds 40 --seed 1203)
+    # Disabled until the Redis store confirms completions on replicas: a
+    # Sentinel failover loses completions the old master acknowledged (only
+    # claims wait for replicas), and this run catches it as
+    # completed-overwritten (see docs/testing.md, "Findings").
+    # `ctest -R chaos_redis_sentinel` still lists it; run it by hand with
+    # tools/chaos.sh --store redis-sentinel --seconds 60.
+    idem_add_chaos_run(chaos_redis_sentinel --store redis-sentinel --seconds 30 --seed 1204)
+    set_tests_properties(chaos_redis_sentinel PROPERTIES DISABLED TRUE)
+  endif()
+endif()
