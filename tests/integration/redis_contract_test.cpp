@@ -138,7 +138,8 @@ TEST(RedisClientConcurrency, SyncAsyncWaitersAndKilledConnections) {
     const std::uint64_t n = async.started.fetch_add(1);
     const std::string key = "idempotency:events:a" + std::to_string(chain) + "-" + std::to_string(n);
     store->claim_async(claim_req(key), [&, chain, key](idem::Result<idem::ClaimOutcome> out) {
-      auto done = [&] {
+      // By value: it outlives this callback (the completion's callback runs it).
+      auto done = [&async, &next, chain] {
         async.finished.fetch_add(1);
         {
           std::lock_guard lock(async.mutex);
@@ -151,7 +152,7 @@ TEST(RedisClientConcurrency, SyncAsyncWaitersAndKilledConnections) {
         done();
         return;
       }
-      store->complete_async({.key = key, .token = out->token, .result = "r"}, [&, done](idem::Status st) {
+      store->complete_async({.key = key, .token = out->token, .result = "r"}, [&check, done](idem::Status st) {
         if (!st) check(st.error());
         done();
       });

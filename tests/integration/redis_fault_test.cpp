@@ -67,7 +67,7 @@ TEST_F(RedisFault, PasswordAclUserAndDbIndex) {
     ASSERT_TRUE(store);
     auto out = store->claim(claim_req("idempotency:events:auth"));
     ASSERT_FALSE(out.ok()) << url;
-    EXPECT_EQ(out.error().code(), ErrorCode::kInvalidArgument) << url << ": " << out.error().to_string();
+    EXPECT_EQ(out.error().code(), ErrorCode::kInvalidConfiguration) << url << ": " << out.error().to_string();
   }
 
   auto by_password = must_open("redis://:s3cret@" + hp + "/0");
@@ -466,7 +466,7 @@ TEST(RedisFakeServer, ConnectionRefusedIsUnavailable) {
 namespace {
 
 // The least privilege docs/redis.md gives for a standalone server works for
-// every operation; each permission taken away fails with kInvalidArgument
+// every operation; each permission taken away fails with kInvalidConfiguration
 // naming what is missing (never "internal", never "unexpected reply"); and
 // without the optional pub/sub permissions wait_settled() still works, by
 // polling.
@@ -510,7 +510,7 @@ TEST_F(RedisFault, AclLeastPrivilegeAndPermissionErrorsNameWhatIsMissing) {
 
   auto expect_denied = [](const idem::Status& st, const std::string& names) {
     ASSERT_FALSE(st.ok()) << "expected a permission error naming " << names;
-    EXPECT_EQ(st.error().code(), ErrorCode::kInvalidArgument) << st.error().to_string();
+    EXPECT_EQ(st.error().code(), ErrorCode::kInvalidConfiguration) << st.error().to_string();
     EXPECT_NE(st.error().message().find(names), std::string::npos) << st.error().to_string();
     EXPECT_NE(st.error().message().find("permission denied"), std::string::npos) << st.error().to_string();
   };

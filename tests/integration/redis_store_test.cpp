@@ -371,7 +371,7 @@ TEST(RedisStoreUrl, ParsesEveryForm) {
     auto r = idem::RedisStore::parse_url(bad);
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) {
-      EXPECT_EQ(r.error().code(), idem::ErrorCode::kInvalidArgument) << bad;
+      EXPECT_EQ(r.error().code(), idem::ErrorCode::kInvalidConfiguration) << bad;
     }
   }
   // The password never shows up in error messages.

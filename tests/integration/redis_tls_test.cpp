@@ -128,7 +128,7 @@ TEST(RedisTls, MissingClientCertificateIsRejectedByTheServer) {
 TEST(RedisTls, UnreadableCaFileFailsAtCreate) {
   auto store = idem::RedisStore::open("rediss://127.0.0.1:1?ca=/nonexistent/ca.pem");
   ASSERT_FALSE(store.ok());
-  EXPECT_EQ(store.error().code(), idem::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store.error().code(), idem::ErrorCode::kInvalidConfiguration);
 }
 
 TEST(RedisTls, LargeValuesCrossManyTlsRecords) {

@@ -129,7 +129,7 @@ struct RedisStoreOptions {
   // have changed again by the time it runs.
   std::function<void(CircuitState)> on_circuit_change;
 
-  // validate() reports the first inconsistent option as kInvalidArgument.
+  // validate() reports the first inconsistent option as kInvalidConfiguration.
   Status validate() const;
 };
 
@@ -155,7 +155,8 @@ struct RedisClientStats {
 
 class RedisStore {
  public:
-  // create() validates the options and sets up TLS; it does not connect.
+  // create() validates the options and sets up TLS (kInvalidConfiguration
+  // on a bad option or an unreadable certificate); it does not connect.
   static Result<std::shared_ptr<Store>> create(RedisStoreOptions options);
 
   // open() accepts:

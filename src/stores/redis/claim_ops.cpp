@@ -306,6 +306,10 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
 }  // namespace
 
 void RedisStoreImpl::start_claim(const ClaimRequest& request, ResultCallback<ClaimOutcome> done, bool sync) {
+  if (Status st = validate_claim_request(request); !st) {
+    deliver(done, Result<ClaimOutcome>(std::move(st).error()));
+    return;
+  }
   if (Status st = check_key(request.key); !st) {
     deliver(done, Result<ClaimOutcome>(std::move(st).error()));
     return;
@@ -315,8 +319,11 @@ void RedisStoreImpl::start_claim(const ClaimRequest& request, ResultCallback<Cla
 
 void RedisStoreImpl::start_claim_many(std::span<const ClaimRequest> requests,
                                       ResultCallback<std::vector<ClaimOutcome>> done, bool sync) {
+  // A bad request fails the batch before any claim is written.
   for (const ClaimRequest& r : requests) {
-    if (Status st = check_key(r.key); !st) {
+    Status st = validate_claim_request(r);
+    if (st) st = check_key(r.key);
+    if (!st) {
       deliver(done, Result<std::vector<ClaimOutcome>>(std::move(st).error()));
       return;
     }

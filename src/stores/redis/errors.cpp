@@ -76,10 +76,10 @@ Error map_error(Failure failure, std::string_view detail) {
         }
         what += " (docs/redis.md lists the ACL each topology needs); Redis said: ";
         what.append(detail);
-        return Error(ErrorCode::kInvalidArgument, std::move(what));
+        return Error(ErrorCode::kInvalidConfiguration, std::move(what));
       }
       if (detail.starts_with("NOAUTH") || detail.starts_with("WRONGPASS")) {
-        return Error(ErrorCode::kInvalidArgument, msg + " (check the user and password in the store URL)");
+        return Error(ErrorCode::kInvalidConfiguration, msg + " (check the user and password in the store URL)");
       }
       if (detail.starts_with("WRONGTYPE")) {
         return Error(ErrorCode::kCorrupt, msg + " (the key holds a value that is not an idem record)");

@@ -28,9 +28,11 @@ enum class Failure : std::uint8_t {
 
 // map_error() is the one place where Redis failures become idem errors:
 // refused/reset/TLS/-LOADING/-BUSY/... -> kUnavailable, timeout -> kTimeout,
-// -NOAUTH/-WRONGPASS/-NOPERM -> kInvalidArgument (a configuration problem:
-// retrying cannot help; a -NOPERM message names the command the ACL user may
-// not run), anything malformed -> kInternal.
+// -NOAUTH/-WRONGPASS/-NOPERM -> kInvalidConfiguration (the deployment is
+// wrong, not the message: retrying cannot help and dead-lettering would be
+// wrong; a -NOPERM message names what the ACL user may not do),
+// -WRONGTYPE and undecodable records -> kCorrupt, anything malformed ->
+// kInternal.
 Error map_error(Failure failure, std::string_view detail);
 
 // is_retryable_reply() is true for server error replies that mean "not

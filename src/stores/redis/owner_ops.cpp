@@ -157,7 +157,9 @@ Status check_key(std::string_view key) {
 }  // namespace
 
 void RedisStoreImpl::start_complete(const CompleteRequest& req, StatusCallback done, bool sync) {
-  if (Status st = check_key(req.key); !st) {
+  Status st = validate_complete_request(req);
+  if (st) st = check_key(req.key);
+  if (!st) {
     deliver(done, std::move(st));
     return;
   }
@@ -176,7 +178,9 @@ void RedisStoreImpl::start_complete(const CompleteRequest& req, StatusCallback d
 }
 
 void RedisStoreImpl::start_fail(const FailRequest& req, StatusCallback done, bool sync) {
-  if (Status st = check_key(req.key); !st) {
+  Status st = validate_fail_request(req);
+  if (st) st = check_key(req.key);
+  if (!st) {
     deliver(done, std::move(st));
     return;
   }
@@ -196,7 +200,9 @@ void RedisStoreImpl::start_fail(const FailRequest& req, StatusCallback done, boo
 
 void RedisStoreImpl::start_extend(std::string_view key, Token token, std::chrono::milliseconds lease,
                                   StatusCallback done, bool sync) {
-  if (Status st = check_key(key); !st) {
+  Status st = validate_lease(lease);
+  if (st) st = check_key(key);
+  if (!st) {
     deliver(done, std::move(st));
     return;
   }

@@ -28,26 +28,27 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const RedisTlsOptions& op
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
     if (!options.ca_file.empty()) {
       if (SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr) != 1) {
-        return Error(ErrorCode::kInvalidArgument,
+        return Error(ErrorCode::kInvalidConfiguration,
                      "redis: TLS: cannot load CA file '" + options.ca_file + "': " + openssl_errors());
       }
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-      return Error(ErrorCode::kInvalidArgument, "redis: TLS: no default CA store: " + openssl_errors());
+      return Error(ErrorCode::kInvalidConfiguration, "redis: TLS: no default CA store: " + openssl_errors());
     }
   } else {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
   }
   if (options.cert_file.empty() != options.key_file.empty()) {
-    return Error(ErrorCode::kInvalidArgument, "redis: TLS: give both a client certificate and its key, or neither");
+    return Error(ErrorCode::kInvalidConfiguration,
+                 "redis: TLS: give both a client certificate and its key, or neither");
   }
   if (!options.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx, options.cert_file.c_str()) != 1) {
-      return Error(ErrorCode::kInvalidArgument,
+      return Error(ErrorCode::kInvalidConfiguration,
                    "redis: TLS: cannot load client certificate '" + options.cert_file + "': " + openssl_errors());
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-      return Error(ErrorCode::kInvalidArgument,
+      return Error(ErrorCode::kInvalidConfiguration,
                    "redis: TLS: cannot load client key '" + options.key_file + "': " + openssl_errors());
     }
   }

@@ -16,7 +16,7 @@ namespace idem::redis_detail {
 class TlsContext {
  public:
   // create() loads the CA file and the client certificate; a file that cannot
-  // be read is kInvalidArgument, so a bad URL fails at open(), not later.
+  // be read is kInvalidConfiguration, so a bad URL fails at open(), not later.
   static Result<std::shared_ptr<TlsContext>> create(const RedisTlsOptions& options);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 
+#include "idem/core/limits.h"
 #include "stores/redis/redis_store.h"
 
 namespace idem::redis_detail {
@@ -87,7 +88,8 @@ Result<std::optional<IdempotencyRecord>> RedisStoreImpl::wait_settled(std::strin
   using Steady = std::chrono::steady_clock;
   using std::chrono::milliseconds;
   if (key.empty()) return Error(ErrorCode::kInvalidArgument, "redis: empty key");
-  const auto deadline = Steady::now() + std::max(timeout, milliseconds(0));
+  // A negative timeout counts as 0; a huge one saturates (store.h).
+  const auto deadline = saturating_add(Steady::now(), std::max(timeout, milliseconds(0)));
   const std::string channel = "idem:settled:" + std::string(key);
   Subscriber& subscriber = settled_subscriber();
   SettleWatch::Waiter waiter;
