@@ -142,6 +142,44 @@ TEST(RedisRecordCodec, MalformedValuesAreCorruptNeverTrusted) {
   }
 }
 
+// The client-side finish (the swap script's input) writes exactly what
+// decoding the claimed record, finishing it, and encoding it again gives.
+TEST(RedisRecordCodec, FinishRecordMatchesDecodeFinishEncode) {
+  const std::string key = "idempotency:events:evt-7";
+  const std::vector<std::string> claimed = {
+      "P,1764316609123456,1,0,1764316639123,,E,600000;5,13,2,,,,;order.createdfp",
+      "P,1764316609123456,3,42,1764316639123,,e,600000;2,1,0,,,,;idt",
+      "P,1764316609123456,1,0,1764316639123,,W,600000;5,0,0,,,4,2;stepxy",
+      "P,1764316609123456,2,5,1764316639123,,w,700000;2,0,3,,,0,;idfp!",
+  };
+  for (const std::string& c : claimed) {
+    for (char status : {'C', 'F', 'X'}) {
+      SCOPED_TRACE(c + " -> " + status);
+      const idem::Timestamp now = ts(1'764'316'609'500);
+      auto spliced = rd::finish_record(c, status, "the value", now, milliseconds(86'400'000));
+      ASSERT_TRUE(spliced.has_value());
+      auto d = rd::decode_record(key, c, std::nullopt);
+      ASSERT_TRUE(d.ok()) << d.error().to_string();
+      idem::IdempotencyRecord r = d->record;
+      r.status = status == 'C' ? idem::ProcessingStatus::kCompleted : idem::ProcessingStatus::kFailed;
+      r.retryable = status != 'X';
+      (status == 'C' ? r.result : r.error) = "the value";
+      r.completed_at = std::max(now, r.first_seen_at);
+      r.lease_expires_at = *r.completed_at;
+      r.expires_at = *r.completed_at + milliseconds(86'400'000);
+      auto back = rd::decode_record(key, spliced->first, std::nullopt);
+      ASSERT_TRUE(back.ok()) << back.error().to_string() << " for " << spliced->first;
+      EXPECT_EQ(back->record, r) << spliced->first;
+      EXPECT_FALSE(back->watched) << "finishing clears the waiter's flag";
+      EXPECT_EQ(spliced->second, r.expires_at.time_since_epoch().count());
+    }
+  }
+  // Only format-2 PROCESSING records.
+  EXPECT_FALSE(rd::finish_record("C,1,1,0,,5,E,10;0,0,0,1,,,;r", 'C', "v", ts(1), milliseconds(1)).has_value());
+  EXPECT_FALSE(
+      rd::finish_record("P,1764316609123456,1,1764316609123,,,E;0,0,0,,,,;", 'C', "v", ts(1), milliseconds(1)));
+}
+
 // --- the server clock estimate ---------------------------------------------
 
 // A simulated server whose clock is `offset` ahead of the local steady clock

@@ -9,7 +9,7 @@ void CallRunner::Group::format(void* context, std::string& out) {
   auto* group = static_cast<Group*>(context);
   CallRunner& runner = *group->runner;
   const auto& all = scripts();
-  for (std::size_t i : group->calls) {
+  group->calls.each([&](std::size_t i) {
     const Call& c = runner.calls_[i];
     if (c.asking) append_command(out, {"ASKING"});
     if (c.script) {
@@ -28,10 +28,10 @@ void CallRunner::Group::format(void* context, std::string& out) {
       append_command(out, std::span<const std::string_view>(argv.data(), c.args.size()));
     }
     if (c.wait) append_command(out, {"WAIT", runner.core_.wait_replicas_text(), runner.core_.wait_timeout_text()});
-  }
+  });
 }
 
-void CallRunner::Group::complete(std::vector<ReplyPtr>& replies, const IoError* error) {
+void CallRunner::Group::complete(std::span<ReplyPtr> replies, const IoError* error) {
   runner->group_done(*this, replies, error);
 }
 
@@ -51,8 +51,8 @@ void CallRunner::send_round() {
     c.node = topology_.route(c.key);
     if (c.node != nullptr) continue;
     if (waited_for_routes_) {
-      on_calls_done(
-          map_error(Failure::kServerReply, "CLUSTERDOWN no node serves the slot of '" + c.key + "' (cluster map)"));
+      on_calls_done(map_error(Failure::kServerReply,
+                              "CLUSTERDOWN no node serves the slot of '" + std::string(c.key) + "' (cluster map)"));
       return;
     }
     // The slot map is loading: resume on the loop once it is there.
@@ -73,11 +73,11 @@ void CallRunner::send_round() {
     if (c.reply) continue;
     Group* g = nullptr;
     for (std::size_t k = 0; k < active_groups_; ++k) {
-      if (groups_[k]->node == c.node) g = groups_[k].get();
+      if (group(k).node == c.node) g = &group(k);
     }
     if (g == nullptr) {
-      if (active_groups_ == groups_.size()) groups_.push_back(std::make_unique<Group>());
-      g = groups_[active_groups_++].get();
+      if (active_groups_ > more_groups_.size()) more_groups_.push_back(std::make_unique<Group>());
+      g = &group(active_groups_++);
       g->runner = this;
       g->node = c.node;
       g->calls.clear();
@@ -85,16 +85,16 @@ void CallRunner::send_round() {
     g->calls.push_back(i);
   }
   for (std::size_t k = 0; k < active_groups_; ++k) {
-    Group& g = *groups_[k];
+    Group& g = group(k);
     std::uint32_t expected = 0;
-    for (std::size_t i : g.calls) {
+    g.calls.each([&](std::size_t i) {
       const Call& c = calls_[i];
       expected += 1U + (c.asking ? 1U : 0U) + (c.wait ? 1U : 0U);
-    }
+    });
     g.expected = expected;
     g.sync = sync_;
     if (!g.node->breaker().allow()) {
-      for (std::size_t j = 0; j < k; ++j) groups_[j]->node->breaker().release();
+      for (std::size_t j = 0; j < k; ++j) group(j).node->breaker().release();
       core_.counters().rejected.fetch_add(1, std::memory_order_relaxed);
       on_calls_done(map_error(Failure::kCircuitOpen, "circuit breaker open for " + g.node->name() +
                                                          " after repeated failures; not calling it until it recovers"));
@@ -107,13 +107,13 @@ void CallRunner::send_round() {
   pending_.store(active_groups_ + 1, std::memory_order_relaxed);
   const std::size_t count = active_groups_;
   for (std::size_t k = 0; k < count; ++k) {
-    Group& g = *groups_[k];
+    Group& g = group(k);
     g.node->pick().submit(g, &Group::format, &g);
   }
   if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) finish_round();
 }
 
-void CallRunner::group_done(Group& group, std::vector<ReplyPtr>& replies, const IoError* error) {
+void CallRunner::group_done(Group& group, std::span<ReplyPtr> replies, const IoError* error) {
   if (error != nullptr) {
     if (error->error.retryable()) {
       group.node->breaker().record(false);
@@ -126,13 +126,13 @@ void CallRunner::group_done(Group& group, std::vector<ReplyPtr>& replies, const 
   } else {
     group.node->breaker().record(true);
     std::size_t pos = 0;
-    for (std::size_t i : group.calls) {
+    group.calls.each([&](std::size_t i) {
       Call& c = calls_[i];
       if (c.asking) ++pos;  // +OK of ASKING
       c.asking = false;
       c.reply = std::move(replies[pos++]);
       if (c.wait) c.wait_reply = std::move(replies[pos++]);
-    }
+    });
     std::lock_guard lock(failure_mutex_);
     maybe_executed_ = true;
   }
@@ -147,10 +147,12 @@ void CallRunner::finish_round() {
     return;
   }
   bool again = false;
+  bool malformed = false;
+  std::string malformed_text;
   for (std::size_t k = 0; k < active_groups_; ++k) {
-    for (std::size_t i : groups_[k]->calls) {
+    group(k).calls.each([&](std::size_t i) {
       Call& c = calls_[i];
-      if (!c.reply || c.reply->type != REDIS_REPLY_ERROR) continue;
+      if (malformed || !c.reply || c.reply->type != REDIS_REPLY_ERROR) return;
       const std::string_view text = reply_text(c.reply.get());
       if (text.starts_with("NOSCRIPT") && c.script && !c.use_eval) {
         c.use_eval = true;
@@ -158,7 +160,8 @@ void CallRunner::finish_round() {
         bool asking = false;
         Node* target = topology_.redirect(text, asking);
         if (target == nullptr) {
-          on_calls_done(map_error(Failure::kUnexpected, "unexpected reply: " + std::string(text)));
+          malformed = true;
+          malformed_text = text;
           return;
         }
         core_.counters().redirects.fetch_add(1, std::memory_order_relaxed);
@@ -166,12 +169,16 @@ void CallRunner::finish_round() {
         c.asking = asking;
       } else {
         if (text.starts_with("READONLY")) c.node->reset("the server answered READONLY: it is no longer a master");
-        continue;
+        return;
       }
       c.reply.reset();
       c.wait_reply.reset();
       again = true;
-    }
+    });
+  }
+  if (malformed) {
+    on_calls_done(map_error(Failure::kUnexpected, "unexpected reply: " + malformed_text));
+    return;
   }
   if (again) {
     send_round();

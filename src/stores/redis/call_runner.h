@@ -60,7 +60,7 @@ class ArgList {
 
 struct Call {
   std::optional<ScriptId> script;  // empty: `args` is the whole command
-  std::string key;                 // routing key; empty: `node` is preset
+  std::string_view key;            // routing key (the operation owns it); empty: `node` is preset
   ArgList args;                    // scripts: ARGV only
   bool wait = false;               // WAIT replicas timeout follows
   Node* node = nullptr;            // set by routing, or preset
@@ -103,20 +103,51 @@ class CallRunner {
   bool redis_answered_ = false;
 
  private:
+  // IndexList is a list of call indices that keeps the first few inline:
+  // most operations are one call on one node.
+  class IndexList {
+   public:
+    void clear() {
+      size_ = 0;
+      more_.clear();
+    }
+    void push_back(std::size_t i) {
+      if (size_ < inline_.size()) {
+        inline_[size_] = i;
+      } else {
+        more_.push_back(i);
+      }
+      ++size_;
+    }
+    template <typename F>
+    void each(F&& f) const {
+      for (std::size_t k = 0; k < size_ && k < inline_.size(); ++k) f(inline_[k]);
+      for (std::size_t i : more_) f(i);
+    }
+
+   private:
+    std::array<std::size_t, 4> inline_{};
+    std::vector<std::size_t> more_;
+    std::size_t size_ = 0;
+  };
+
   struct Group final : Request {
     CallRunner* runner = nullptr;
     Node* node = nullptr;
-    std::vector<std::size_t> calls;
-    bool probe = false;  // allow() let it through half-open
-    void complete(std::vector<ReplyPtr>& replies, const IoError* error) override;
+    IndexList calls;
+    void complete(std::span<ReplyPtr> replies, const IoError* error) override;
     static void format(void* context, std::string& out);
   };
 
+  // group(k): the first group is inline (one node: no allocation).
+  Group& group(std::size_t k) { return k == 0 ? first_group_ : *more_groups_[k - 1]; }
+
   void send_round();
-  void group_done(Group& group, std::vector<ReplyPtr>& replies, const IoError* error);
+  void group_done(Group& group, std::span<ReplyPtr> replies, const IoError* error);
   void finish_round();
 
-  std::vector<std::unique_ptr<Group>> groups_;
+  Group first_group_;
+  std::vector<std::unique_ptr<Group>> more_groups_;
   std::size_t active_groups_ = 0;
   std::atomic<std::size_t> pending_{0};
   std::mutex failure_mutex_;

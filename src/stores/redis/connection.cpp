@@ -27,8 +27,7 @@ Connection::~Connection() = default;
 bool Connection::idle() const { return idle_hint_.load(std::memory_order_relaxed); }
 
 void Connection::submit(Request& request, Formatter format, void* context) {
-  request.replies_.clear();
-  request.replies_.reserve(request.expected);
+  request.reset_replies();
   request.next_ = nullptr;
   bool connect = false;
   bool service = false;
@@ -80,8 +79,7 @@ void Connection::submit(Request& request, Formatter format, void* context) {
   }
   if (closed) {
     IoError io{Error(ErrorCode::kUnavailable, "redis: the store is closed"), false};
-    std::vector<ReplyPtr> none;
-    request.complete(none, &io);
+    request.complete({}, &io);
     return;
   }
   if (driver != nullptr) driver->grant(this, &request);
@@ -136,8 +134,7 @@ void Connection::finish_connect(Result<std::unique_ptr<Socket>> socket) {
     if (on_broken_) on_broken_(error);
     loop_.post([failed = std::move(failed), error = std::move(error)] {
       IoError io{error, false};
-      std::vector<ReplyPtr> none;
-      for (Request* r : failed) r->complete(none, &io);
+      for (Request* r : failed) r->complete({}, &io);
     });
   }
 }
@@ -211,8 +208,8 @@ bool Connection::parse_replies(std::vector<Request*>& done, const Request* stop_
       return false;
     }
     Request* r = inflight_.front();
-    r->replies_.push_back(std::move(reply));
-    if (r->replies_.size() == r->expected) {
+    r->add_reply(std::move(reply));
+    if (r->received_ == r->expected) {
       inflight_.pop_front();
       done.push_back(r);
       if (r == stop_after) return true;
@@ -221,7 +218,7 @@ bool Connection::parse_replies(std::vector<Request*>& done, const Request* stop_
 }
 
 void Connection::complete_all(std::vector<Request*>& done) {
-  for (Request* r : done) r->complete(r->replies_, nullptr);
+  for (Request* r : done) r->complete(r->replies(), nullptr);
   done.clear();
 }
 
@@ -411,22 +408,20 @@ void Connection::fail_connection(const IoFailure& failure, const Request* inline
   }
   old_socket.reset();
   if (on_broken_ && !failed.empty()) on_broken_(error);
-  std::vector<ReplyPtr> none;
   std::vector<std::pair<Request*, bool>> later;
   for (auto& [r, maybe] : failed) {
     if (r == inline_request || loop_.in_loop_thread()) {
       IoError io{error, maybe};
-      r->complete(none, &io);
+      r->complete({}, &io);
     } else {
       later.emplace_back(r, maybe);
     }
   }
   if (!later.empty()) {
     loop_.post([later = std::move(later), error] {
-      std::vector<ReplyPtr> no_replies;
       for (auto& [r, maybe] : later) {
         IoError io{error, maybe};
-        r->complete(no_replies, &io);
+        r->complete({}, &io);
       }
     });
   }

@@ -21,6 +21,7 @@
 // retried). The next request reconnects, on a background thread.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -28,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,9 +55,10 @@ class Request {
   virtual ~Request() = default;
 
   // complete() is called once: with the replies in order (error == nullptr),
-  // or with the error that failed the connection. It runs on the loop thread,
-  // or, for a synchronous call's own request, possibly on the caller thread.
-  virtual void complete(std::vector<ReplyPtr>& replies, const IoError* error) = 0;
+  // or with the error that failed the connection (no replies). It runs on
+  // the loop thread, or, for a synchronous call's own request, possibly on
+  // the caller thread. The replies may be moved out.
+  virtual void complete(std::span<ReplyPtr> replies, const IoError* error) = 0;
 
   std::uint32_t expected = 1;
   // sync: the request belongs to a synchronous call, whose caller may drive
@@ -64,7 +67,30 @@ class Request {
 
  private:
   friend class Connection;
-  std::vector<ReplyPtr> replies_;
+  // The replies so far: the first few inline (most requests have one or
+  // two), the rest in `more_`.
+  void reset_replies() {
+    received_ = 0;
+    more_.clear();
+  }
+  void add_reply(ReplyPtr reply) {
+    if (received_ < inline_.size()) {
+      inline_[received_] = std::move(reply);
+    } else {
+      if (more_.empty()) {
+        more_.reserve(expected);
+        for (ReplyPtr& r : inline_) more_.push_back(std::move(r));
+      }
+      more_.push_back(std::move(reply));
+    }
+    ++received_;
+  }
+  std::span<ReplyPtr> replies() {
+    return more_.empty() ? std::span<ReplyPtr>(inline_.data(), received_) : std::span<ReplyPtr>(more_);
+  }
+  std::array<ReplyPtr, 3> inline_;
+  std::vector<ReplyPtr> more_;
+  std::uint32_t received_ = 0;
   std::uint64_t begin_ = 0;  // stream offset of its first byte
   Deadline deadline_{};
   Request* next_ = nullptr;

@@ -13,7 +13,7 @@ class Node::ClockProbe final : public Request {
     node_.pick().submit(*this, &format, nullptr);
   }
 
-  void complete(std::vector<ReplyPtr>& replies, const IoError* error) override {
+  void complete(std::span<ReplyPtr> replies, const IoError* error) override {
     const auto received = Clock::now();
     if (error == nullptr && !replies.empty()) {
       const redisReply* r = replies[0].get();

@@ -120,33 +120,15 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
   std::optional<ArgList> swap_;
 };
 
-// finished_record() builds the record `claimed` becomes when finished now
-// (status C, F or X with `value`), and its expiry; nullopt when it cannot
-// (no clock estimate, not a record this version wrote).
-std::optional<std::pair<std::string, long long>> finished_record(std::string_view key, const std::string& claimed,
-                                                                 Node* node, char status, std::string_view value,
+// finished_record() is the record `claimed` becomes when finished now, with
+// its expiry; nullopt without a clock estimate for the key's node.
+std::optional<std::pair<std::string, long long>> finished_record(const std::string& claimed, Node* node, char status,
+                                                                 std::string_view value,
                                                                  std::chrono::milliseconds ttl) {
   if (node == nullptr) return std::nullopt;
   const auto now_us = node->clock().now_us(Clock::now());
   if (!now_us) return std::nullopt;
-  Result<DecodedRecord> decoded = decode_record(key, claimed, std::nullopt);
-  if (!decoded || !decoded->expiry_known) return std::nullopt;
-  IdempotencyRecord& rec = decoded->record;
-  const Timestamp now{std::chrono::milliseconds(*now_us / 1000)};
-  const Timestamp done = std::max(now, rec.first_seen_at);
-  rec.status = status == 'C' ? ProcessingStatus::kCompleted : ProcessingStatus::kFailed;
-  rec.retryable = status != 'X';
-  if (status == 'C') {
-    rec.result = std::string(value);
-  } else {
-    rec.error = std::string(value);
-  }
-  rec.completed_at = done;
-  rec.lease_expires_at = done;
-  rec.expires_at = done + ttl;
-  std::optional<std::string> out = encode_record(key, rec);
-  if (!out) return std::nullopt;
-  return std::make_pair(std::move(*out), static_cast<long long>(rec.expires_at.time_since_epoch().count()));
+  return finish_record(claimed, status, value, Timestamp(std::chrono::milliseconds(*now_us / 1000)), ttl);
 }
 
 Status check_key(std::string_view key) {
@@ -170,7 +152,7 @@ void RedisStoreImpl::start_complete(const CompleteRequest& req, StatusCallback d
   op->args().add(req.result);
   op->args().add_number(req.ttl.count());
   if (std::optional<std::string> claimed = claims_.take(req.key, req.token)) {
-    if (auto finished = finished_record(req.key, *claimed, topology_->route(req.key), 'C', req.result, req.ttl)) {
+    if (auto finished = finished_record(*claimed, topology_->route(req.key), 'C', req.result, req.ttl)) {
       op->try_swap(std::move(*claimed), std::move(finished->first), finished->second);
     }
   }
@@ -191,7 +173,7 @@ void RedisStoreImpl::start_fail(const FailRequest& req, StatusCallback done, boo
   op->args().add(req.error);
   op->args().add_number(req.ttl.count());
   if (std::optional<std::string> claimed = claims_.take(req.key, req.token)) {
-    if (auto finished = finished_record(req.key, *claimed, topology_->route(req.key), status, req.error, req.ttl)) {
+    if (auto finished = finished_record(*claimed, topology_->route(req.key), status, req.error, req.ttl)) {
       op->try_swap(std::move(*claimed), std::move(finished->first), finished->second);
     }
   }

@@ -166,7 +166,7 @@ class ScanPageOp final : public Operation<ScanPage, ResultCallback<ScanPage>> {
     calls_.resize(1);
     Call& c = calls_[0];
     c.fresh();
-    c.key.clear();
+    c.key = {};
     c.script.reset();
     c.node = nodes_[node_index_];
     c.args.clear();

@@ -1,6 +1,7 @@
 // The packed record format; see record_codec.h.
 #include "stores/redis/record_codec.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -214,6 +215,74 @@ std::optional<std::string> encode_record(std::string_view key, const Idempotency
   if (name) out += *name;
   if (data) out += *data;
   return out;
+}
+
+std::optional<std::pair<std::string, long long>> finish_record(std::string_view claimed, char status,
+                                                               std::string_view value, Timestamp now,
+                                                               std::chrono::milliseconds ttl) {
+  // Header: P,token,attempt,fdelta,lease,cdelta,M,xdelta; lengths: 7 fields.
+  std::array<std::string_view, 15> f{};
+  std::size_t pos = 0;
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    const char sep = i == 7 || i == 14 ? ';' : ',';
+    const auto end = claimed.find(sep, pos);
+    if (end == std::string_view::npos) return std::nullopt;
+    f[i] = claimed.substr(pos, end - pos);
+    pos = end + 1;
+  }
+  if (f[0] != "P" || f[6].size() != 1) return std::nullopt;
+  long long token = 0;
+  long long fdelta = 0;
+  if (!number(f[1], token, kMaxToken) || !number(f[3], fdelta, kMaxMs) || fdelta > token / 1000) return std::nullopt;
+  const long long first = token / 1000 - fdelta;
+  // The values kept: event id (mode e), type, fingerprint; then the old
+  // result and error (none while PROCESSING) are skipped; the checkpoint kept.
+  long long le = 0;
+  long long ly = 0;
+  long long lp = 0;
+  if (!number(f[8], le, kMaxMs) || !number(f[9], ly, kMaxMs) || !number(f[10], lp, kMaxMs) || !f[11].empty() ||
+      !f[12].empty()) {
+    return std::nullopt;
+  }
+  const char mode = f[6][0] == 'e' || f[6][0] == 'w' ? 'e' : 'E';
+  const auto kept = static_cast<std::size_t>((mode == 'e' ? le : 0) + ly + lp);
+  if (kept > claimed.size() - pos) return std::nullopt;
+  const long long done = std::max<long long>(now.time_since_epoch().count(), first);
+  const long long expire = done + ttl.count();
+  std::string out;
+  out.reserve(claimed.size() + value.size() + 24);
+  out += status;
+  out += ',';
+  out.append(f[1]);
+  out += ',';
+  out.append(f[2]);
+  out += ',';
+  out.append(f[3]);
+  out += ",,";
+  append_decimal(out, static_cast<std::int64_t>(done - first));
+  out += ',';
+  out += mode;
+  out += ',';
+  append_decimal(out, static_cast<std::int64_t>(expire - first));
+  out += ';';
+  out.append(f[8]);
+  out += ',';
+  out.append(f[9]);
+  out += ',';
+  out.append(f[10]);
+  out += ',';
+  if (status == 'C') append_decimal(out, static_cast<std::uint64_t>(value.size()));
+  out += ',';
+  if (status != 'C') append_decimal(out, static_cast<std::uint64_t>(value.size()));
+  out += ',';
+  out.append(f[13]);
+  out += ',';
+  out.append(f[14]);
+  out += ';';
+  out.append(claimed.substr(pos, kept));
+  out.append(value);
+  out.append(claimed.substr(pos + kept));
+  return std::make_pair(std::move(out), expire);
 }
 
 NewClaim new_claim_record(const ClaimRequest& request, Token token) {

@@ -33,9 +33,11 @@
 //   S,token,attempt,first,lease,cdelta,M;le,...
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "idem/core/error.h"
 #include "idem/core/record.h"
@@ -73,6 +75,15 @@ struct NewClaim {
 // new_claim_record() builds it: first seen = token / 1000, lease and expiry
 // from there (expiry: max(ttl, lease), so the record outlives its lease).
 NewClaim new_claim_record(const ClaimRequest& request, Token token);
+
+// finish_record() is `claimed` (a PROCESSING record) finished at `now` with
+// status C, F or X and `value` (the result, or the error), kept for `ttl`:
+// the same record the finish script would write, built by splicing the
+// header and the values. Returns it and its expiry (ms), or nullopt when
+// `claimed` is not a format-2 PROCESSING record.
+std::optional<std::pair<std::string, long long>> finish_record(std::string_view claimed, char status,
+                                                               std::string_view value, Timestamp now,
+                                                               std::chrono::milliseconds ttl);
 
 // event_id_in_key() is true when the record stores only the event id's length
 // (mode E): the key ends with it.
