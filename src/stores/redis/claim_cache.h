@@ -30,7 +30,8 @@ class ClaimCache {
 
  private:
   static constexpr std::size_t kShards = 16;
-  static constexpr std::size_t kMaxPerShard = 16 * 1024;
+  // 16 x 1024 owners in flight: past that, completions take the full script.
+  static constexpr std::size_t kMaxPerShard = 1024;
   struct Entry {
     Token token = 0;
     std::string record;
