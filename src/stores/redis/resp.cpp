@@ -3,22 +3,52 @@
 
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <new>
 
 namespace idem::redis_detail {
 namespace {
 
+std::size_t decimal_size(std::size_t value) {
+  std::size_t n = 1;
+  while (value >= 10) {
+    value /= 10;
+    ++n;
+  }
+  return n;
+}
+
+char* put_decimal(char* p, std::size_t value, std::size_t digits) {
+  for (std::size_t i = digits; i > 0; --i) {
+    p[i - 1] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  }
+  return p + digits;
+}
+
+// One resize and straight writes: commands are formatted on the hot path of
+// every request.
 template <typename Range>
 void append_command_impl(std::string& out, const Range& args) {
-  out += '*';
-  append_decimal(out, static_cast<std::uint64_t>(std::size(args)));
-  out += "\r\n";
+  const std::size_t count = std::size(args);
+  std::size_t total = 1 + decimal_size(count) + 2;
+  for (std::string_view arg : args) total += 1 + decimal_size(arg.size()) + 2 + arg.size() + 2;
+  const std::size_t start = out.size();
+  out.resize(start + total);
+  char* p = out.data() + start;
+  *p++ = '*';
+  p = put_decimal(p, count, decimal_size(count));
+  *p++ = '\r';
+  *p++ = '\n';
   for (std::string_view arg : args) {
-    out += '$';
-    append_decimal(out, static_cast<std::uint64_t>(arg.size()));
-    out += "\r\n";
-    out.append(arg);
-    out += "\r\n";
+    *p++ = '$';
+    p = put_decimal(p, arg.size(), decimal_size(arg.size()));
+    *p++ = '\r';
+    *p++ = '\n';
+    if (!arg.empty()) std::memcpy(p, arg.data(), arg.size());
+    p += arg.size();
+    *p++ = '\r';
+    *p++ = '\n';
   }
 }
 
