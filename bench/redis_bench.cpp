@@ -392,6 +392,7 @@ void GuardNewEvent(benchmark::State& state) {
   }();
   if (state.thread_index() == 0) fresh_keyspace();
   std::uint64_t failures = 0;
+  std::string first_error;
   idem::Envelope envelope;
   envelope.event_type = "bench";
   const ServerCpu cpu;
@@ -403,14 +404,14 @@ void GuardNewEvent(benchmark::State& state) {
       auto ctx = processor->process(envelope);
       if (ctx.should_process()) {
         ctx.mark_completed(std::string(kResult));
-      } else {
-        ++failures;
+      } else if (failures++ == 0) {
+        first_error = "not acquired: " + std::string(idem::to_string(ctx.status()));
       }
-    } catch (const std::exception&) {
-      ++failures;
+    } catch (const std::exception& e) {
+      if (failures++ == 0) first_error = e.what();
     }
   }
-  if (failures > 0) state.SkipWithError("guard errors during the run");
+  if (failures > 0) state.SkipWithError(("guard errors during the run: " + first_error).c_str());
   state.SetItemsProcessed(state.iterations());
   if (state.thread_index() == 0) cpu.report(state, static_cast<double>(state.iterations()) * state.threads());
 }
@@ -485,4 +486,14 @@ BENCHMARK(ClaimMany100Async)->Arg(8)->UseRealTime()->MinTime(2.0)->Unit(benchmar
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // Start the server (and the store) on the main thread: the server is
+  // killed when the thread that started it exits (PR_SET_PDEATHSIG), and a
+  // multi-threaded benchmark runs on threads that come and go.
+  (void)shared_store();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
