@@ -22,30 +22,12 @@ namespace {
 using namespace std::chrono_literals;
 using idem::test::RedisServer;
 
-RedisServer* g_server = nullptr;
-
-class RedisEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (idem::test::redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
-    std::string err;
-    server_ = RedisServer::start({}, &err);
-    ASSERT_TRUE(server_) << err;
-    g_server = server_.get();
-  }
-  void TearDown() override {
-    g_server = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<RedisServer> server_;
-};
-
-[[maybe_unused]] ::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
+[[maybe_unused]] ::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new idem::test::StandaloneRedis);
+RedisServer* redis() { return idem::test::StandaloneRedis::server(); }
 
 std::shared_ptr<idem::Store> open_store(const std::string& query = "") {
-  auto store = idem::RedisStore::open(g_server->url() + "/0" + query);
+  auto store = idem::RedisStore::open(redis()->url() + "/0" + query);
   EXPECT_TRUE(store.ok()) << store.error().to_string();
   return store.ok() ? *store : nullptr;
 }
@@ -53,14 +35,14 @@ std::shared_ptr<idem::Store> open_store(const std::string& query = "") {
 StoreFixture redis_fixture() {
   return StoreFixture{"Redis", [] {
                         // A fresh database per test, so that stats() deltas are exact.
-                        g_server->command({"FLUSHALL"});
+                        redis()->command({"FLUSHALL"});
                         return open_store();
                       }};
 }
 
 StoreFixture redis_fixture_async() {
   return StoreFixture{"RedisAsync", [] {
-                        g_server->command({"FLUSHALL"});
+                        redis()->command({"FLUSHALL"});
                         return idem::conformance::async_as_sync(open_store());
                       }};
 }
@@ -179,7 +161,7 @@ TEST(RedisClientConcurrency, SyncAsyncWaitersAndKilledConnections) {
   // The server drops every client connection, a few times.
   for (int round = 0; round < 4; ++round) {
     std::this_thread::sleep_for(300ms);
-    g_server->command({"CLIENT", "KILL", "TYPE", "normal"});
+    redis()->command({"CLIENT", "KILL", "TYPE", "normal"});
   }
   std::this_thread::sleep_for(300ms);
   stop.store(true);

@@ -20,37 +20,19 @@ namespace {
 
 using idem::test::RedisServer;
 
-RedisServer* g_server = nullptr;
-
-class RedisEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (idem::test::redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
-    std::string err;
-    server_ = RedisServer::start({}, &err);
-    ASSERT_TRUE(server_) << err;
-    g_server = server_.get();
-  }
-  void TearDown() override {
-    g_server = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<RedisServer> server_;
-};
-
-[[maybe_unused]] ::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
+[[maybe_unused]] ::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new idem::test::StandaloneRedis);
+RedisServer* redis() { return idem::test::StandaloneRedis::server(); }
 
 std::shared_ptr<idem::Store> open_store(const std::string& query = "") {
-  auto store = idem::RedisStore::open(g_server->url() + "/0" + query);
+  auto store = idem::RedisStore::open(redis()->url() + "/0" + query);
   EXPECT_TRUE(store.ok()) << store.error().to_string();
   return store.ok() ? *store : nullptr;
 }
 
 std::map<std::string, std::uint64_t> command_stats() {
   std::map<std::string, std::uint64_t> out;
-  std::optional<std::string> info = g_server->command({"INFO", "commandstats"});
+  std::optional<std::string> info = redis()->command({"INFO", "commandstats"});
   if (!info) return out;
   std::istringstream in(*info);
   std::string line;
@@ -217,9 +199,9 @@ TEST(RedisStore, SwapCompletionFallsBackWhenTheRecordChanged) {
   idem::ClaimOutcome own = store->claim(claim_req(cp)).value();
   ASSERT_TRUE(own.acquired());
   ASSERT_TRUE(store->checkpoint(cp, own.token, {"half", "way"}).ok());
-  const std::uint64_t evals = g_server->stat_calls("evalsha");
+  const std::uint64_t evals = redis()->stat_calls("evalsha");
   ASSERT_TRUE(store->fail({.key = cp, .token = own.token, .error = "no", .retryable = true}).ok());
-  EXPECT_EQ(g_server->stat_calls("evalsha") - evals, 2u) << "the swap, then the finish script";
+  EXPECT_EQ(redis()->stat_calls("evalsha") - evals, 2u) << "the swap, then the finish script";
   rec = store->get(cp).value();
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->status, idem::ProcessingStatus::kFailed);
@@ -241,7 +223,7 @@ TEST(RedisStore, CompletedRecordIsAtMost200Bytes) {
   idem::ClaimOutcome out = store->claim(r).value();
   ASSERT_TRUE(out.acquired());
   ASSERT_TRUE(store->complete({.key = key, .token = out.token, .result = result30}).ok());
-  std::optional<std::string> bytes = g_server->command({"MEMORY", "USAGE", key, "SAMPLES", "0"});
+  std::optional<std::string> bytes = redis()->command({"MEMORY", "USAGE", key, "SAMPLES", "0"});
   ASSERT_TRUE(bytes.has_value());
   const unsigned long usage = std::stoul(*bytes);
   RecordProperty("memory_usage_bytes", std::to_string(usage));
@@ -254,7 +236,7 @@ TEST(RedisStore, CompletedRecordIsAtMost200Bytes) {
   EXPECT_EQ(rec->result, result30);
   EXPECT_EQ(rec->status, idem::ProcessingStatus::kCompleted);
   // Every key carries a TTL.
-  std::optional<std::string> pttl = g_server->command({"PTTL", key});
+  std::optional<std::string> pttl = redis()->command({"PTTL", key});
   ASSERT_TRUE(pttl.has_value());
   EXPECT_GT(std::stoll(*pttl), 0);
 }
@@ -262,7 +244,7 @@ TEST(RedisStore, CompletedRecordIsAtMost200Bytes) {
 TEST(RedisStore, EveryWrittenKeyHasATtl) {
   std::shared_ptr<idem::Store> store = open_store();
   ASSERT_TRUE(store);
-  g_server->command({"FLUSHALL"});
+  redis()->command({"FLUSHALL"});
   const std::string k = "idempotency:events:ttl-";
   auto a = store->claim(claim_req(k + "a")).value();
   auto b = store->claim(claim_req(k + "b")).value();
@@ -272,9 +254,9 @@ TEST(RedisStore, EveryWrittenKeyHasATtl) {
   ASSERT_TRUE(store->extend(k + "c", c.token, std::chrono::seconds(100)).ok());
   ASSERT_TRUE(store->checkpoint(k + "c", c.token, {"n", "d"}).ok());
   for (const std::string& key : {k + "a", k + "b", k + "c"}) {
-    EXPECT_GT(std::stoll(g_server->command({"PTTL", key}).value_or("-9")), 0) << key;
+    EXPECT_GT(std::stoll(redis()->command({"PTTL", key}).value_or("-9")), 0) << key;
   }
-  EXPECT_EQ(g_server->command({"DBSIZE"}).value_or(""), "3");
+  EXPECT_EQ(redis()->command({"DBSIZE"}).value_or(""), "3");
 }
 
 TEST(RedisStore, ConcurrentCallersArePipelinedOnOneConnection) {
@@ -315,7 +297,7 @@ TEST(RedisStore, ScriptsAreReloadedAfterScriptFlush) {
   std::shared_ptr<idem::Store> store = open_store("?pool_size=1");
   ASSERT_TRUE(store);
   ASSERT_TRUE(store->ping().ok());
-  ASSERT_TRUE(g_server->command({"SCRIPT", "FLUSH"}).has_value());
+  ASSERT_TRUE(redis()->command({"SCRIPT", "FLUSH"}).has_value());
   auto out = store->claim(claim_req("idempotency:events:noscript"));
   ASSERT_TRUE(out.ok()) << out.error().to_string();
   EXPECT_TRUE(out->acquired());
@@ -392,8 +374,8 @@ namespace {
 // contract test once lost a key when resumption skipped by position; this
 // test did not reproduce that on standalone, it guards the resume logic.)
 TEST(RedisScan, UnevenPagesReturnEveryKeyExactlyOnce) {
-  if (g_server == nullptr) GTEST_SKIP() << "no server";
-  g_server->command({"FLUSHALL"});
+  if (redis() == nullptr) GTEST_SKIP() << "no server";
+  redis()->command({"FLUSHALL"});
   auto store = open_store();
   ASSERT_TRUE(store);
   const std::string prefix = "idempotency:events:scan-pages:";
@@ -432,13 +414,13 @@ namespace {
 // waiter flagged, not on a poll: it returns the completed record well before
 // its one-second safety poll, and Redis counts exactly one PUBLISH.
 TEST(RedisWaitSettled, WakesOnCompletionNotOnAPoll) {
-  if (g_server == nullptr) GTEST_SKIP() << "no server";
+  if (redis() == nullptr) GTEST_SKIP() << "no server";
   auto store = open_store();
   ASSERT_TRUE(store);
   const std::string key = "idempotency:events:settle-complete";
   const idem::ClaimOutcome owner = store->claim(claim_req(key)).value();
   ASSERT_TRUE(owner.acquired());
-  const std::uint64_t publishes = g_server->stat_calls("publish");
+  const std::uint64_t publishes = redis()->stat_calls("publish");
   using Clock = std::chrono::steady_clock;
   Clock::time_point completed_at{};
   std::thread finisher([&] {
@@ -458,18 +440,18 @@ TEST(RedisWaitSettled, WakesOnCompletionNotOnAPoll) {
   const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(woke_at - completed_at);
   std::cout << "[ INFO     ] the waiter woke " << late.count() << " ms after the completion\n";
   EXPECT_LT(late, std::chrono::milliseconds(600)) << "woken by the safety poll, not by the completion";
-  EXPECT_EQ(g_server->stat_calls("publish") - publishes, 1u);
+  EXPECT_EQ(redis()->stat_calls("publish") - publishes, 1u);
   // A record nobody waits for is finished without a PUBLISH.
   const std::string quiet = "idempotency:events:settle-quiet";
   const idem::ClaimOutcome q = store->claim(claim_req(quiet)).value();
   ASSERT_TRUE(store->complete({.key = quiet, .token = q.token, .result = "r"}).ok());
-  EXPECT_EQ(g_server->stat_calls("publish") - publishes, 1u);
+  EXPECT_EQ(redis()->stat_calls("publish") - publishes, 1u);
 }
 
 // What no PUBLISH announces is still seen: the lease running out (the owner
 // died), and the key removed; and a settled record returns at once.
 TEST(RedisWaitSettled, SeesAnExpiredLeaseARemovalAndSettledRecords) {
-  if (g_server == nullptr) GTEST_SKIP() << "no server";
+  if (redis() == nullptr) GTEST_SKIP() << "no server";
   auto store = open_store();
   ASSERT_TRUE(store);
   using Clock = std::chrono::steady_clock;
@@ -516,8 +498,8 @@ namespace {
 // ClientHello as the start of an inline command); the error says so, and
 // that the port may not speak TLS, instead of a bare command timeout.
 TEST(RedisStoreUrl, TlsToAPlainPortSaysThePortMayNotSpeakTls) {
-  if (g_server == nullptr) GTEST_SKIP() << "no server";
-  auto store = idem::RedisStore::open("rediss://127.0.0.1:" + std::to_string(g_server->port()) +
+  if (redis() == nullptr) GTEST_SKIP() << "no server";
+  auto store = idem::RedisStore::open("rediss://127.0.0.1:" + std::to_string(redis()->port()) +
                                       "?verify=0&connect_timeout_ms=300&retries=1");
   ASSERT_TRUE(store.ok());
   idem::Status st = (*store)->ping();

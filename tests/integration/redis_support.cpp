@@ -25,6 +25,25 @@ void flatten(const redisReply* r, std::string& out) {
 
 }  // namespace
 
+namespace {
+RedisServer* g_standalone = nullptr;
+}  // namespace
+
+void StandaloneRedis::SetUp() {
+  if (redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
+  std::string err;
+  server_ = RedisServer::start({}, &err);
+  ASSERT_TRUE(server_) << err;
+  g_standalone = server_.get();
+}
+
+void StandaloneRedis::TearDown() {
+  g_standalone = nullptr;
+  server_.reset();
+}
+
+RedisServer* StandaloneRedis::server() { return g_standalone; }
+
 std::string redis_server_binary() { return find_binary("redis-server", "IDEM_REDIS_SERVER"); }
 std::string redis_cli_binary() { return find_binary("redis-cli", "IDEM_REDIS_CLI"); }
 

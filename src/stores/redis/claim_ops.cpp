@@ -43,11 +43,6 @@ struct OwnedClaim {
   ClaimRequest view() const { return ClaimRequest{key, event_id, event_type, fingerprint, lease, ttl}; }
 };
 
-Status check_key(std::string_view key) {
-  if (key.empty()) return Error(ErrorCode::kInvalidArgument, "redis: empty key");
-  return {};
-}
-
 long long server_now_ms(Node* node) {
   if (node == nullptr) return -1;
   const auto us = node->clock().now_us(Clock::now());

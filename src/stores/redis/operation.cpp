@@ -13,6 +13,11 @@ Status reply_status(const redisReply* reply, bool& maybe_executed) {
   return map_error(Failure::kServerReply, text);
 }
 
+Status check_key(std::string_view key) {
+  if (key.empty()) return Error(ErrorCode::kInvalidArgument, "redis: empty key");
+  return {};
+}
+
 Error bad_reply(std::string_view what) {
   return map_error(Failure::kUnexpected, "unexpected reply: " + std::string(what));
 }

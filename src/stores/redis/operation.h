@@ -26,6 +26,9 @@ struct Unit {};
 // executed, try again": -LOADING...) also mark the attempt as not executed.
 Status reply_status(const redisReply* reply, bool& maybe_executed);
 
+// check_key() refuses an empty key (kInvalidArgument), before anything is sent.
+Status check_key(std::string_view key);
+
 // bad_reply() is the error for a well-formed reply of the wrong shape.
 Error bad_reply(std::string_view what);
 

@@ -131,11 +131,6 @@ std::optional<std::pair<std::string, long long>> finished_record(const std::stri
   return finish_record(claimed, status, value, Timestamp(std::chrono::milliseconds(*now_us / 1000)), ttl);
 }
 
-Status check_key(std::string_view key) {
-  if (key.empty()) return Error(ErrorCode::kInvalidArgument, "redis: empty key");
-  return {};
-}
-
 }  // namespace
 
 void RedisStoreImpl::start_complete(const CompleteRequest& req, StatusCallback done, bool sync) {

@@ -12,11 +12,6 @@
 namespace idem::redis_detail {
 namespace {
 
-Status check_key(std::string_view key) {
-  if (key.empty()) return Error(ErrorCode::kInvalidArgument, "redis: empty key");
-  return {};
-}
-
 // SCAN's COUNT stays the same for every call, whatever the page size: a page
 // that ends inside a batch is resumed by repeating the same SCAN cursor, and
 // only the same COUNT gives back the same batch.
