@@ -27,4 +27,7 @@ Result<std::vector<QueryParam>> split_url_query(std::string_view query);
 // The whole of `text` as a decimal unsigned integer, or nullopt.
 std::optional<std::uint64_t> parse_unsigned(std::string_view text) noexcept;
 
+// `text` with its %XX escapes decoded, or nullopt for a malformed escape.
+std::optional<std::string> percent_decode(std::string_view text);
+
 }  // namespace idem::detail

@@ -14,6 +14,9 @@
 #ifdef IDEM_HAVE_REDIS
 #include "idem/stores/redis.h"
 #endif
+#ifdef IDEM_HAVE_POSTGRES
+#include "idem/stores/postgres.h"
+#endif
 
 namespace idem {
 
@@ -22,9 +25,9 @@ Result<std::shared_ptr<Store>> open_store(std::string_view url) { return open_st
 Result<std::shared_ptr<Store>> open_store(std::string_view url, const OpenOptions& options) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
-    return Error(
-        ErrorCode::kInvalidConfiguration,
-        "store URL '" + std::string(url) + "' has no scheme (expected memory://, sqlite:///path, redis://...)");
+    return Error(ErrorCode::kInvalidConfiguration,
+                 "store URL '" + std::string(url) +
+                     "' has no scheme (expected memory://, sqlite:///path, redis://, postgresql://...)");
   }
   const std::string_view scheme = url.substr(0, scheme_end);
   if (scheme == "memory") return MemoryStore::open(url, options);
@@ -36,6 +39,10 @@ Result<std::shared_ptr<Store>> open_store(std::string_view url, const OpenOption
   if (scheme == "redis" || scheme == "rediss" || scheme == "redis+sentinel" || scheme == "redis+cluster") {
     return RedisStore::open(url);
   }
+#endif
+#ifdef IDEM_HAVE_POSTGRES
+  // The schema is a store to create: `options` applies (see OpenOptions).
+  if (scheme == "postgresql" || scheme == "postgres") return PostgresStore::open(url, options);
 #endif
   return Error(ErrorCode::kInvalidConfiguration,
                "store URL scheme '" + std::string(scheme) + "' is not supported by this build of idem");
@@ -50,6 +57,16 @@ Result<std::shared_ptr<IdempotencyChecker>> IdempotencyChecker::from_url(std::st
 
 namespace {
 std::mutex g_default_mutex;
+
+// The URL for messages: never a password.
+std::string shown_url(std::string_view url) {
+#ifdef IDEM_HAVE_POSTGRES
+  return PostgresStore::redact_url(url);  // masks user info and password= keys of any scheme
+#else
+  return std::string(url);
+#endif
+}
+
 std::shared_ptr<IdempotencyChecker> g_default_checker;  // guarded by g_default_mutex
 }  // namespace
 
@@ -60,7 +77,7 @@ std::shared_ptr<IdempotencyChecker> get_idempotency_checker() {
     const std::string url = (configured != nullptr && configured[0] != '\0') ? configured : default_store_url();
     auto store = open_store(url);
     if (!store) {
-      const std::string message = "cannot open the default store '" + url + "': " + store.error().message();
+      const std::string message = "cannot open the default store '" + shown_url(url) + "': " + store.error().message();
       if (store.error().code() == ErrorCode::kInvalidConfiguration) {
         throw ConfigurationError(Error(ErrorCode::kInvalidConfiguration, message));
       }

@@ -13,6 +13,9 @@
 #include "idem/idem.h"
 #include "idem/stores/memory.h"
 #include "idem/stores/sqlite.h"
+#ifdef IDEM_CONSUMER_POSTGRES
+#include "idem/stores/postgres.h"
+#endif
 
 namespace {
 
@@ -45,6 +48,15 @@ int main(int argc, char** argv) {
     require(sqlite.ok(), "open a SQLite store");
     require((*sqlite)->ping().ok(), "ping the SQLite store");
   }
+#ifdef IDEM_CONSUMER_POSTGRES
+  // The postgres component links (libpq by name) and its header is usable;
+  // no server is needed to parse a URL.
+  auto pg = idem::PostgresStore::parse_url("postgresql://app:secret@db:5432/orders?schema=idem&sslmode=verify-full");
+  require(pg.ok() && pg->schema == "idem" && pg->password == "secret", "parse a PostgreSQL URL");
+  require(idem::PostgresStore::redact_url("postgresql://app:secret@db/orders") == "postgresql://app:***@db/orders",
+          "redact a PostgreSQL URL");
+  std::printf("consumer: postgres component OK\n");
+#endif
   std::printf("consumer: OK (claimed, completed and replayed through idem::core, idem::memory, idem::sqlite)\n");
   return 0;
 }

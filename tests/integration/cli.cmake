@@ -1,6 +1,6 @@
 # Runs the real `idem` binary (path compiled in) against SQLite files and
-# memory://, and against a redis-server it starts when the Redis store is
-# built (skipped without redis-server unless IDEM_REQUIRE_SERVERS=1).
+# memory://, and against a redis-server and a PostgreSQL it starts when those
+# stores are built (skipped without the servers unless IDEM_REQUIRE_SERVERS=1).
 if(TARGET idem_cli)
   idem_add_test(NAME cli_test
     SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/cli_test.cpp
@@ -12,5 +12,9 @@ if(TARGET idem_cli)
     # idem_redis_test_support is declared by redis.cmake (included after this).
     target_link_libraries(cli_test PRIVATE idem_redis_test_support)
     target_compile_definitions(cli_test PRIVATE IDEM_TEST_REDIS=1)
+  endif()
+  if(TARGET idem_postgres_test_support)
+    target_link_libraries(cli_test PRIVATE idem_postgres_test_support)
+    target_compile_definitions(cli_test PRIVATE IDEM_TEST_POSTGRES=1)
   endif()
 endif()

@@ -23,10 +23,16 @@
 #include "idem/stores/sqlite.h"
 #include "unit/prometheus_checker.h"
 
-#ifdef IDEM_TEST_REDIS
+#if defined(IDEM_TEST_REDIS) || defined(IDEM_TEST_POSTGRES)
+#include <functional>
 #include <thread>
-
+#endif
+#ifdef IDEM_TEST_REDIS
 #include "integration/redis_support.h"
+#endif
+#ifdef IDEM_TEST_POSTGRES
+#include "idem/stores/postgres.h"
+#include "support/postgres_server.h"
 #endif
 
 extern char** environ;
@@ -415,16 +421,14 @@ TEST_F(CliTest, BenchOnSqliteWithTheWrapperAndBatches) {
   EXPECT_EQ(json::parse(run.out)["total"], 0);
 }
 
-#ifdef IDEM_TEST_REDIS
-// The same subcommands against a real redis-server: listing goes through
-// SCAN (the test checks that KEYS is never sent), and reclaiming works with
-// the server's clock.
-TEST(CliRedisTest, EverySubcommandWorks) {
-  if (test::redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
-  std::string error;
-  auto server = test::RedisServer::start({}, &error);
-  ASSERT_TRUE(server) << error;
-  const std::string url = server->url();
+#if defined(IDEM_TEST_REDIS) || defined(IDEM_TEST_POSTGRES)
+// Every subcommand against a network store at `url`: seeds records through
+// the library (a dead lease, completed, terminal, live, 30 more completed,
+// plus what `seed_more` adds), then lists, reads, counts, sweeps, deletes,
+// probes and benchmarks through the `idem` binary. `kind` is the store's
+// kind() as `stats` reports it.
+void check_every_subcommand(const std::string& url, std::string_view kind,
+                            const std::function<void(Store&)>& seed_more = {}, std::int64_t expired_removed = 0) {
   auto store = open_store(url).value();
   CheckerOptions options;
   options.key.scope = "billing";
@@ -440,6 +444,7 @@ TEST(CliRedisTest, EverySubcommandWorks) {
   processor.process(event("bad")).mark_failed("card declined", FailureKind::kTerminal);
   ASSERT_TRUE(checker->claim(event("live")).value().outcome.acquired());
   for (int i = 0; i < 30; ++i) processor.process(event("n" + std::to_string(i))).mark_completed("1");
+  if (seed_more) seed_more(*store);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the stale lease is now 1.2s dead
   const std::string key_prefix = "idempotency:events:billing:";
 
@@ -466,11 +471,12 @@ TEST(CliRedisTest, EverySubcommandWorks) {
   EXPECT_EQ(stats["processing"], 2);
   EXPECT_EQ(stats["completed"], 31);
   EXPECT_EQ(stats["failed"], 1);
-  EXPECT_EQ(stats["store_kind"], "redis");
+  EXPECT_EQ(stats["store_kind"], std::string(kind));
 
   run = run_idem({"sweep", "--store", url, "--older-than", "1s", "--json"});
   ASSERT_EQ(run.code, 0) << run.err;
   EXPECT_EQ(json::parse(run.out)["reclaimed"], 1) << run.out;
+  EXPECT_EQ(json::parse(run.out)["expired_removed"], expired_removed) << run.out;
   run = run_idem({"get", "stale", "--scope", "billing", "--store", url, "--json"});
   ASSERT_EQ(run.code, 0) << run.err;
   EXPECT_EQ(json::parse(run.out)["status"], "FAILED");
@@ -489,8 +495,61 @@ TEST(CliRedisTest, EverySubcommandWorks) {
     ASSERT_EQ(run.code, 0) << run.err;
     EXPECT_EQ(json::parse(run.out)["executions_equal_unique_keys"], true) << run.out;
   }
+}
+#endif
+
+#ifdef IDEM_TEST_REDIS
+// The same subcommands against a real redis-server: listing goes through
+// SCAN (the test checks that KEYS is never sent), and reclaiming works with
+// the server's clock.
+TEST(CliRedisTest, EverySubcommandWorks) {
+  if (test::redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
+  std::string error;
+  auto server = test::RedisServer::start({}, &error);
+  ASSERT_TRUE(server) << error;
+  check_every_subcommand(server->url(), "redis");
   EXPECT_GT(server->stat_calls("scan"), 0u) << "the statistics read nothing: the next check would prove nothing";
   EXPECT_EQ(server->stat_calls("keys"), 0u) << "the CLI must page with SCAN, never KEYS";
+}
+#endif
+
+#ifdef IDEM_TEST_POSTGRES
+// The same subcommands against a real PostgreSQL (postgresql:// URLs): list
+// pages by key, stats counts by status and reports the table size, sweep
+// deletes expired rows and reclaims dead leases, and the password never
+// shows in the output.
+TEST(CliPostgresTest, EverySubcommandWorks) {
+  if (!test::postgres_available()) IDEM_SKIP_OR_FAIL("PostgreSQL 15 not found (set IDEM_PG_BINDIR)");
+  std::string error;
+  auto server = test::PostgresServer::start({}, &error);
+  ASSERT_TRUE(server) << error;
+  const std::string url = server->url("schema=cli");
+  // One record already expired: only sweep removes it from the table.
+  check_every_subcommand(
+      url, "postgresql",
+      [](Store& store) {
+        ASSERT_TRUE(store
+                        .claim({.key = "gone",
+                                .event_id = "gone",
+                                .lease = std::chrono::milliseconds(1),
+                                .ttl = std::chrono::milliseconds(1)})
+                        .value()
+                        .acquired());
+      },
+      1);
+  EXPECT_EQ(server->exec("SELECT count(*) FROM cli.records WHERE key = 'gone'"), std::optional<std::string>("0"));
+  CliRun run = run_idem({"stats", "--store", url, "--json"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_GT(json::parse(run.out)["bytes"].get<std::int64_t>(), 0);
+
+  // A wrong password: a clear error, and no password in it.
+  std::string bad = url;
+  bad.replace(bad.find(test::PostgresServer::kPassword), test::PostgresServer::kPassword.size(), "not-the-pw-42");
+  run = run_idem({"stats", "--store", bad});
+  EXPECT_EQ(run.code, 1);
+  EXPECT_EQ(run.err.find("not-the-pw-42"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("***"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("password authentication failed"), std::string::npos) << run.err;
 }
 #endif
 

@@ -231,7 +231,7 @@ void ServerProcess::reap(std::chrono::milliseconds grace) {
 void ServerProcess::stop() {
   if (pid_ <= 0) return;
   if (paused_) ::kill(pid_, SIGCONT);  // a stopped process cannot handle SIGTERM
-  ::kill(pid_, SIGTERM);
+  ::kill(pid_, spec_.stop_signal);
   reap(spec_.stop_grace);
 }
 

@@ -90,6 +90,9 @@ struct ServerSpec {
   std::chrono::milliseconds stop_grace{5'000};  // SIGTERM -> SIGKILL delay
   std::string name = "server";                  // for logs and messages
   std::vector<std::string> env;                 // extra NAME=value entries for the child
+  // The signal stop() sends first. PostgreSQL wants SIGINT (fast shutdown):
+  // SIGTERM is its "smart" shutdown, which waits for clients to leave.
+  int stop_signal = 15;  // SIGTERM
 };
 
 class ServerProcess {
@@ -102,7 +105,8 @@ class ServerProcess {
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
-  // stop() sends SIGTERM, waits up to stop_grace, then SIGKILL; always reaps.
+  // stop() sends spec.stop_signal (SIGTERM), waits up to stop_grace, then
+  // SIGKILL; always reaps.
   void stop();
   // kill() sends SIGKILL and reaps: a crash, for fault tests.
   void kill();
