@@ -44,10 +44,9 @@ if(TARGET idem_sqlite)
                      --planted-bug unfenced --expect-violation stale-write)
   if(TARGET idem_redis_test_support)
     idem_add_chaos_run(chaos_redis --store redis --seconds 40 --seed 1203)
-    # Disabled until the Redis store confirms completions on replicas: a
-    # Sentinel failover loses completions the old master acknowledged (only
-    # claims wait for replicas), and this run catches it as
-    # completed-overwritten (see docs/testing.md, "Findings").
+    # Disabled: completions now wait for replicas too (issue 8) and a 60 s
+    # run passes, but 30 s do not reach every fault kind the run requires
+    # (see docs/testing.md, "Findings").
     # `ctest -R chaos_redis_sentinel` still lists it; run it by hand with
     # tools/chaos.sh --store redis-sentinel --seconds 60.
     idem_add_chaos_run(chaos_redis_sentinel --store redis-sentinel --seconds 30 --seed 1204)
