@@ -349,6 +349,12 @@ class Worker {
     sleep_ms(between(o_.effect_min_ms, o_.effect_max_ms) / 2);
     log(proc, op::kEffectEnd, k, token, "-", 0);
     if (crashing && crash_phase == 2) crash(proc, k, token, "after_effect");
+    if (chance(o_.freeze_rate) && now_ms() < o_.until_ms - 1000) {
+      // Frozen past the lease right before completing: the harness sees it
+      // stopped and resumes it later, and the completion must be fenced.
+      log(proc, op::kStop, k, token, "self", ::getpid());
+      ::kill(::getpid(), SIGSTOP);
+    }
 
     CompleteRequest done;
     done.key = key;
