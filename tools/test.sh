@@ -247,7 +247,7 @@ stage_fuzz() {
 
 stage_lint() {
   local dirs=() d
-  for d in include src cli tests bench examples fuzz; do [[ -d "$d" ]] && dirs+=("$d"); done
+  for d in include src cli tests bench examples fuzz bindings; do [[ -d "$d" ]] && dirs+=("$d"); done
   local files=()
   mapfile -t files < <(find "${dirs[@]}" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' -o -name '*.cc' \) |
     LC_ALL=C sort)

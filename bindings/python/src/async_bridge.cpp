@@ -1,0 +1,175 @@
+// Processor.process_async: IdempotentEventProcessor::process_async with the
+// answers handed to an asyncio loop. Nothing here blocks the loop: the C++
+// callbacks run on store I/O threads (Redis, PostgreSQL) or on the thread
+// that made the call, take the GIL only to schedule a Python callback with
+// loop.call_soon_threadsafe, and return.
+#include <mutex>
+
+#include "bindings.h"
+
+namespace idem::python {
+
+namespace {
+
+using Release = py::call_guard<py::gil_scoped_release>;
+using Completion = IdempotentEventProcessor::Completion;
+using AsyncOutcome = IdempotentEventProcessor::AsyncOutcome;
+
+// The acquired side of one process_async() call, handed to Python: the
+// Completion and what the handler may read of the context. The context
+// itself is only valid until the verdict is stored, so everything Python
+// may read later is copied here, and checkpoint() is refused after the
+// verdict.
+class AsyncGuard {
+ public:
+  AsyncGuard(ProcessingContext& ctx, Completion completion)
+      : ctx_(&ctx),
+        completion_(std::move(completion)),
+        key_(ctx.key()),
+        token_(ctx.token()),
+        attempt_(ctx.attempt()),
+        takeover_(ctx.is_takeover()),
+        unprotected_(ctx.is_unprotected()),
+        last_checkpoint_(ctx.last_checkpoint()) {}
+  AsyncGuard(const AsyncGuard&) = delete;
+  AsyncGuard& operator=(const AsyncGuard&) = delete;
+  // The last reference without a verdict abandons the claim (FAILED,
+  // retryable): a store write, so not with the GIL held.
+  ~AsyncGuard() {
+    without_gil([this] { completion_.reset(); });
+  }
+
+  void succeed(const std::string& result) { take().succeed(result); }
+  void fail(const std::string& message, bool terminal) {
+    Completion completion = take();
+    if (terminal) {
+      completion.fail(std::make_exception_ptr(TerminalError(message)));
+    } else {
+      completion.fail(std::make_exception_ptr(std::runtime_error(message)));
+    }
+  }
+  // Drops the Completion without a verdict: the claim is abandoned.
+  void abandon() {
+    std::optional<Completion> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      ctx_ = nullptr;
+      dropped.swap(completion_);
+    }
+  }
+  void checkpoint(const std::string& name, const std::string& data, std::shared_ptr<LoopTarget> target) {
+    std::lock_guard lock(mutex_);
+    if (ctx_ == nullptr) {
+      throw_error(Error(ErrorCode::kInvalidConfiguration, "checkpoint after the verdict was given"));
+    }
+    ctx_->checkpoint_async(name, data, [target = std::move(target)](Status status) {
+      target->post([&]() -> py::object { return status ? py::none() : error_object(status.error()); });
+    });
+  }
+
+  const std::string& key() const noexcept { return key_; }
+  Token token() const noexcept { return token_; }
+  std::uint32_t attempt() const noexcept { return attempt_; }
+  bool takeover() const noexcept { return takeover_; }
+  bool unprotected() const noexcept { return unprotected_; }
+  const std::optional<Checkpoint>& last_checkpoint() const noexcept { return last_checkpoint_; }
+
+ private:
+  Completion take() {
+    std::lock_guard lock(mutex_);
+    if (!completion_) throw_error(Error(ErrorCode::kInvalidConfiguration, "the verdict was already given"));
+    Completion completion = std::move(*completion_);
+    completion_.reset();
+    ctx_ = nullptr;
+    return completion;
+  }
+
+  std::mutex mutex_;
+  ProcessingContext* ctx_;
+  std::optional<Completion> completion_;
+  std::string key_;
+  Token token_;
+  std::uint32_t attempt_;
+  bool takeover_;
+  bool unprotected_;
+  std::optional<Checkpoint> last_checkpoint_;
+};
+
+// What Python gets from on_done, built with the GIL held.
+struct PyOutcome {
+  ClaimStatus status = ClaimStatus::kAcquired;
+  std::optional<std::string> result_json;
+  std::optional<std::string> error;
+  py::object exception;  // None or an exception instance
+  std::string key;
+  std::optional<IdempotencyRecord> record;
+  bool unprotected = false;
+};
+
+PyOutcome to_python(AsyncOutcome outcome) {
+  PyOutcome out;
+  out.status = outcome.status;
+  out.result_json = std::move(outcome.result);
+  out.error = std::move(outcome.error);
+  out.exception = outcome.exception ? exception_object(outcome.exception) : py::none();
+  out.key = std::move(outcome.key);
+  out.record = std::move(outcome.record);
+  out.unprotected = outcome.unprotected;
+  return out;
+}
+
+void process_async(PyProcessor& self, const Envelope& envelope, const py::object& loop, py::object on_acquired,
+                   py::object on_done) {
+  auto acquired = std::make_shared<LoopTarget>(loop, std::move(on_acquired));
+  auto done = std::make_shared<LoopTarget>(loop, std::move(on_done));
+  py::gil_scoped_release release;
+  self.processor->process_async(
+      envelope,
+      [acquired](const Envelope&, ProcessingContext& ctx, Completion completion) {
+        auto guard = std::make_shared<AsyncGuard>(ctx, std::move(completion));
+        acquired->post([&] { return py::cast(guard); });
+        // If the loop is gone, `guard` was never handed over: its
+        // destruction here abandons the claim (retryable).
+        without_gil([&] { guard.reset(); });
+      },
+      [done](AsyncOutcome outcome) { done->post([&] { return py::cast(to_python(std::move(outcome))); }); });
+}
+
+}  // namespace
+
+void register_async(py::module_& m, py::class_<PyProcessor>& processor) {
+  py::class_<AsyncGuard, std::shared_ptr<AsyncGuard>>(m, "AsyncGuard")
+      .def("succeed", &AsyncGuard::succeed, py::arg("result_json"), Release())
+      .def("fail", &AsyncGuard::fail, py::arg("error"), py::arg("terminal") = false, Release())
+      .def("abandon", &AsyncGuard::abandon, Release())
+      .def(
+          "checkpoint",
+          [](AsyncGuard& g, const std::string& name, const std::string& data, const py::object& loop,
+             py::object callback) {
+            auto target = std::make_shared<LoopTarget>(loop, std::move(callback));
+            py::gil_scoped_release release;
+            g.checkpoint(name, data, std::move(target));
+          },
+          py::arg("name"), py::arg("data"), py::arg("loop"), py::arg("callback"))
+      .def_property_readonly("key", &AsyncGuard::key)
+      .def_property_readonly("token", &AsyncGuard::token)
+      .def_property_readonly("attempt", &AsyncGuard::attempt)
+      .def_property_readonly("is_takeover", &AsyncGuard::takeover)
+      .def_property_readonly("is_unprotected", &AsyncGuard::unprotected)
+      .def_property_readonly("last_checkpoint", &AsyncGuard::last_checkpoint);
+
+  py::class_<PyOutcome>(m, "AsyncOutcome")
+      .def_readonly("status", &PyOutcome::status)
+      .def_readonly("result_json", &PyOutcome::result_json)
+      .def_readonly("error", &PyOutcome::error)
+      .def_readonly("exception", &PyOutcome::exception)
+      .def_readonly("key", &PyOutcome::key)
+      .def_readonly("record", &PyOutcome::record)
+      .def_readonly("unprotected", &PyOutcome::unprotected);
+
+  processor.def("process_async", &process_async, py::arg("event"), py::arg("loop"), py::arg("on_acquired"),
+                py::arg("on_done"),
+                "Claims without blocking; on_acquired(AsyncGuard) and on_done(AsyncOutcome) are called on `loop`.");
+}
+
+}  // namespace idem::python

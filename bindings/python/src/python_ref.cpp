@@ -1,0 +1,32 @@
+#include "python_ref.h"
+
+#include <atomic>
+
+namespace idem::python {
+
+namespace {
+std::atomic<bool> g_shutdown{false};
+
+bool finalizing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+}  // namespace
+
+bool python_alive() noexcept {
+  return !g_shutdown.load(std::memory_order_acquire) && Py_IsInitialized() != 0 && !finalizing();
+}
+
+void mark_shutdown() noexcept { g_shutdown.store(true, std::memory_order_release); }
+
+void PyRef::reset() noexcept {
+  PyObject* ptr = std::exchange(ptr_, nullptr);
+  if (ptr == nullptr || !python_alive()) return;  // leaked on purpose at shutdown
+  py::gil_scoped_acquire gil;
+  Py_DECREF(ptr);
+}
+
+}  // namespace idem::python
