@@ -121,8 +121,11 @@ class _Guard:
                 ctx._call(ctx._guard.abandon)
         outcome = await ctx._done
         ctx._guard = None
-        if exc is None and ctx._completed and outcome.exception is not None:
-            raise outcome.exception  # LeaseLostError, ResultTooLargeError, StoreUnavailableError
+        if exc is None and ctx._succeeded and outcome.exception is not None:
+            # The result was not stored: LeaseLostError, ResultTooLargeError,
+            # StoreUnavailableError. (After mark_failed() the outcome carries
+            # the failure itself, which is no news to the caller.)
+            raise outcome.exception
         return False
 
 
@@ -179,7 +182,7 @@ class AsyncProcessingContext:
         self._outcome = outcome
         self._done = done
         self._verdict = False
-        self._completed = False
+        self._succeeded = False
 
     @property
     def should_process(self) -> bool:
@@ -219,12 +222,12 @@ class AsyncProcessingContext:
         ``async with`` block waits for the write and raises its error."""
         self._require_owner()
         text = dumps(result)
-        self._verdict = self._completed = True
+        self._verdict = self._succeeded = True
         self._call(self._guard.succeed, text)
 
     def mark_failed(self, error, *, terminal: bool = False) -> None:
         self._require_owner()
-        self._verdict = self._completed = True
+        self._verdict = True
         self._call(self._guard.fail, str(error), terminal)
 
     async def checkpoint(self, name: str, data: str = "") -> None:

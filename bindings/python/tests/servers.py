@@ -48,13 +48,15 @@ def tcp_ready(port: int) -> bool:
 class ServerProcess:
     """A child server process in its own temp dir on 127.0.0.1."""
 
-    def __init__(self, argv, port: int, work_dir: str, name: str, start_timeout: float = 15.0):
+    def __init__(self, argv, port: int, work_dir: str, name: str, start_timeout: float = 15.0,
+                 env: dict | None = None):
         self.port = port
         self.work_dir = work_dir
         self.name = name
         self._log = open(os.path.join(work_dir, f"{name}.log"), "wb")
         self.proc = subprocess.Popen(argv, cwd=work_dir, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL,
+                                     env=None if env is None else {**os.environ, **env})
         deadline = time.monotonic() + start_timeout
         while not tcp_ready(port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
