@@ -9,7 +9,7 @@
 #
 #   ci     preset ci (RelWithDebInfo, -Werror): build everything, run every
 #          ctest label (unit, conformance, integration, packaging, examples, ops,
-#          docs, chaos, model) with IDEM_REQUIRE_SERVERS=1, so a missing server
+#          docs, chaos, model, python) with IDEM_REQUIRE_SERVERS=1, so a missing server
 #          fails instead of skipping
 #   asan   preset asan-ubsan: the unit and conformance tests under ASan+UBSan
 #   tsan   preset tsan: the unit and conformance tests under TSan
