@@ -69,8 +69,9 @@ class LoopTarget {
     if (!python_alive()) return;
     try {
       call_soon_.get()(callback_.get(), std::forward<Make>(make)());
-    } catch (py::error_already_set& e) {
-      e.discard_as_unraisable("idem: posting a store answer to a closed event loop");
+    } catch (const py::error_already_set&) {
+      // The loop is closed: its owner stopped waiting (asyncio.run() ended
+      // with this call in flight). Dropping the answer is all there is to do.
     } catch (const std::exception&) {
       // A conversion failed: the waiter is left to its own timeout.
     }
