@@ -45,10 +45,10 @@ class IdempotentEventProcessor:
         if ttl_seconds is not None or lease_seconds is not None:
             checker = checker.with_options(ttl_seconds=ttl_seconds, lease_seconds=lease_seconds)
         self.checker = checker
+        # On stores whose asynchronous API answers inline (memory, SQLite),
+        # the C++ processor makes the async path's store calls on a worker
+        # thread of its own (Processor.offload), never on the event loop.
         self._native = _idem.Processor(checker._native, scope, wait_for_in_progress, heartbeat, heartbeat_interval)
-        # On memory and SQLite the "asynchronous" store calls run inline:
-        # async with sends them to the loop's executor instead.
-        self._offload = not checker.async_is_native
 
     def process(self, event) -> "_Guard":
         return _Guard(self, as_envelope(event))
@@ -94,11 +94,7 @@ class _Guard:
             if not acquired.done():
                 acquired.set_result(None)
 
-        start = processor._native.process_async
-        if processor._offload:
-            await loop.run_in_executor(None, start, self._envelope, loop, on_acquired, on_done)
-        else:
-            start(self._envelope, loop, on_acquired, on_done)
+        processor._native.process_async(self._envelope, loop, on_acquired, on_done)
         guard = await acquired
         if guard is None:
             outcome = done.result()
@@ -116,9 +112,9 @@ class _Guard:
         if not ctx._verdict:
             ctx._verdict = True
             if exc is not None:
-                ctx._call(ctx._guard.fail, _failure_message(exc), isinstance(exc, TerminalError))
+                ctx._guard.fail(_failure_message(exc), isinstance(exc, TerminalError))
             else:
-                ctx._call(ctx._guard.abandon)
+                ctx._guard.abandon()
         outcome = await ctx._done
         ctx._guard = None
         if exc is None and ctx._succeeded and outcome.exception is not None:
@@ -211,24 +207,18 @@ class AsyncProcessingContext:
         if self._verdict:
             raise ConfigurationError("the verdict was already given")
 
-    def _call(self, fn, *args):
-        if self._processor._offload:
-            asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        else:
-            fn(*args)
-
     def mark_completed(self, result=None) -> None:
         """Stores ``result`` (any JSON value) without blocking; leaving the
         ``async with`` block waits for the write and raises its error."""
         self._require_owner()
         text = dumps(result)
         self._verdict = self._succeeded = True
-        self._call(self._guard.succeed, text)
+        self._guard.succeed(text)
 
     def mark_failed(self, error, *, terminal: bool = False) -> None:
         self._require_owner()
         self._verdict = True
-        self._call(self._guard.fail, str(error), terminal)
+        self._guard.fail(str(error), terminal)
 
     async def checkpoint(self, name: str, data: str = "") -> None:
         self._require_owner()
@@ -243,8 +233,5 @@ class AsyncProcessingContext:
             else:
                 fut.set_exception(error)
 
-        if self._processor._offload:
-            await loop.run_in_executor(None, self._guard.checkpoint, name, data, loop, answered)
-        else:
-            self._guard.checkpoint(name, data, loop, answered)
+        self._guard.checkpoint(name, data, loop, answered)
         await fut

@@ -22,8 +22,9 @@ using AsyncOutcome = IdempotentEventProcessor::AsyncOutcome;
 // verdict.
 class AsyncGuard {
  public:
-  AsyncGuard(ProcessingContext& ctx, Completion completion)
-      : ctx_(&ctx),
+  AsyncGuard(ProcessingContext& ctx, Completion completion, std::shared_ptr<InlineWorker> worker)
+      : worker_(std::move(worker)),
+        ctx_(&ctx),
         completion_(std::move(completion)),
         key_(ctx.key()),
         token_(ctx.token()),
@@ -36,19 +37,23 @@ class AsyncGuard {
   // The last reference without a verdict abandons the claim (FAILED,
   // retryable): a store write, so not with the GIL held.
   ~AsyncGuard() {
-    without_gil([this] { completion_.reset(); });
+    without_gil([this] { abandon(); });
   }
 
-  void succeed(const std::string& result) { take().succeed(result); }
-  void fail(const std::string& message, bool terminal) {
-    Completion completion = take();
-    if (terminal) {
-      completion.fail(std::make_exception_ptr(TerminalError(message)));
-    } else {
-      completion.fail(std::make_exception_ptr(std::runtime_error(message)));
-    }
+  void succeed(std::string result) {
+    run([completion = take(), result = std::move(result)] { completion.succeed(result); });
   }
-  // Drops the Completion without a verdict: the claim is abandoned.
+  void fail(std::string message, bool terminal) {
+    run([completion = take(), message = std::move(message), terminal] {
+      if (terminal) {
+        completion.fail(std::make_exception_ptr(TerminalError(message)));
+      } else {
+        completion.fail(std::make_exception_ptr(std::runtime_error(message)));
+      }
+    });
+  }
+  // Drops the Completion without a verdict: the claim is abandoned. On a
+  // worker, after the calls queued before (a checkpoint still uses ctx).
   void abandon() {
     std::optional<Completion> dropped;
     {
@@ -56,14 +61,19 @@ class AsyncGuard {
       ctx_ = nullptr;
       dropped.swap(completion_);
     }
+    if (dropped) run([dropped = std::move(*dropped)] {});
   }
-  void checkpoint(const std::string& name, const std::string& data, std::shared_ptr<LoopTarget> target) {
+  void checkpoint(std::string name, std::string data, std::shared_ptr<LoopTarget> target) {
     std::lock_guard lock(mutex_);
     if (ctx_ == nullptr) {
       throw_error(Error(ErrorCode::kInvalidConfiguration, "checkpoint after the verdict was given"));
     }
-    ctx_->checkpoint_async(name, data, [target = std::move(target)](Status status) {
-      target->post([&]() -> py::object { return status ? py::none() : error_object(status.error()); });
+    // ctx stays valid until the verdict is stored, and the verdict is queued
+    // (or made) after this call.
+    run([ctx = ctx_, name = std::move(name), data = std::move(data), target = std::move(target)] {
+      ctx->checkpoint_async(name, data, [target](Status status) {
+        target->post([&]() -> py::object { return status ? py::none() : error_object(status.error()); });
+      });
     });
   }
 
@@ -75,6 +85,15 @@ class AsyncGuard {
   const std::optional<Checkpoint>& last_checkpoint() const noexcept { return last_checkpoint_; }
 
  private:
+  template <typename Task>
+  void run(Task task) {
+    if (worker_) {
+      worker_->post(std::move(task));
+    } else {
+      task();
+    }
+  }
+
   Completion take() {
     std::lock_guard lock(mutex_);
     if (!completion_) throw_error(Error(ErrorCode::kInvalidConfiguration, "the verdict was already given"));
@@ -84,6 +103,7 @@ class AsyncGuard {
     return completion;
   }
 
+  std::shared_ptr<InlineWorker> worker_;
   std::mutex mutex_;
   ProcessingContext* ctx_;
   std::optional<Completion> completion_;
@@ -118,15 +138,30 @@ PyOutcome to_python(AsyncOutcome outcome) {
   return out;
 }
 
+void start(IdempotentEventProcessor& processor, const std::shared_ptr<InlineWorker>& worker, const Envelope& envelope,
+           const std::shared_ptr<LoopTarget>& acquired, const std::shared_ptr<LoopTarget>& done);
+
 void process_async(PyProcessor& self, const Envelope& envelope, const py::object& loop, py::object on_acquired,
                    py::object on_done) {
   auto acquired = std::make_shared<LoopTarget>(loop, std::move(on_acquired));
   auto done = std::make_shared<LoopTarget>(loop, std::move(on_done));
   py::gil_scoped_release release;
-  self.processor->process_async(
+  if (self.worker) {
+    // The claim runs on the worker; the handler then runs on the loop.
+    self.worker->post([processor = self.processor, worker = self.worker, envelope, acquired, done] {
+      start(*processor, worker, envelope, acquired, done);
+    });
+  } else {
+    start(*self.processor, nullptr, envelope, acquired, done);
+  }
+}
+
+void start(IdempotentEventProcessor& processor, const std::shared_ptr<InlineWorker>& worker, const Envelope& envelope,
+           const std::shared_ptr<LoopTarget>& acquired, const std::shared_ptr<LoopTarget>& done) {
+  processor.process_async(
       envelope,
-      [acquired](const Envelope&, ProcessingContext& ctx, Completion completion) {
-        auto guard = std::make_shared<AsyncGuard>(ctx, std::move(completion));
+      [acquired, worker](const Envelope&, ProcessingContext& ctx, Completion completion) {
+        auto guard = std::make_shared<AsyncGuard>(ctx, std::move(completion), worker);
         acquired->post([&] { return py::cast(guard); });
         // If the loop is gone, `guard` was never handed over: its
         // destruction here abandons the claim (retryable).

@@ -19,6 +19,7 @@
 #include "idem/core/error.h"
 #include "idem/core/processor.h"
 #include "idem/core/record.h"
+#include "inline_worker.h"
 #include "python_ref.h"
 
 namespace idem::python {
@@ -85,19 +86,37 @@ struct PyChecker {
   std::shared_ptr<IdempotencyChecker> checker;
 };
 
+// The processor as Python holds it. Queued asynchronous calls share the C++
+// processor, so it lives until the last of them ran.
 struct PyProcessor {
   PyProcessor(std::shared_ptr<IdempotencyChecker> c, ProcessorOptions options)
-      : checker(std::move(c)), processor(std::make_unique<IdempotentEventProcessor>(checker, std::move(options))) {}
+      : checker(std::move(c)), processor(std::make_shared<IdempotentEventProcessor>(checker, std::move(options))) {
+    set_offload(!checker->store().async_is_native());
+  }
   ~PyProcessor() {
     without_gil([this] {
+      set_offload(false);
       processor.reset();
       checker.reset();
     });
   }
   PyProcessor(const PyProcessor&) = delete;
   PyProcessor& operator=(const PyProcessor&) = delete;
+
+  // With offload (the default for stores that answer inline), the
+  // asynchronous path makes its store calls on an InlineWorker instead of
+  // the calling thread (the event loop's).
+  void set_offload(bool on) {
+    if (on && !worker) worker = InlineWorker::start();
+    if (!on && worker) {
+      worker->stop();
+      worker.reset();
+    }
+  }
+
   std::shared_ptr<IdempotencyChecker> checker;
-  std::unique_ptr<IdempotentEventProcessor> processor;
+  std::shared_ptr<IdempotentEventProcessor> processor;
+  std::shared_ptr<InlineWorker> worker;  // null: calls are made on the caller's thread
 };
 
 void register_types(py::module_& m);

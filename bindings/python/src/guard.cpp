@@ -99,7 +99,11 @@ void register_guard(py::module_& m) {
                "Runs handler(*args, **kwargs) once per key, as the synchronous wrapper does; returns its value, "
                "or the cached result of a duplicate (decoded JSON).")
           .def_property_readonly("async_is_native",
-                                 [](const PyProcessor& p) { return p.checker->store().async_is_native(); });
+                                 [](const PyProcessor& p) { return p.checker->store().async_is_native(); })
+          .def_property(
+              "offload", [](const PyProcessor& p) { return p.worker != nullptr; },
+              [](PyProcessor& p, bool on) { p.set_offload(on); },
+              "True: the asynchronous path makes inline store calls on a worker thread, not the caller's.");
 
   py::class_<PyContext>(m, "Context", "The C++ ProcessingContext; idem.ProcessingContext wraps it.")
       .def_property_readonly("should_process", [](PyContext& c) { return c.get().should_process(); })

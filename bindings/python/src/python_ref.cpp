@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include "inline_worker.h"
+
 namespace idem::python {
 
 namespace {
@@ -20,7 +22,16 @@ bool python_alive() noexcept {
   return !g_shutdown.load(std::memory_order_acquire) && Py_IsInitialized() != 0 && !finalizing();
 }
 
-void mark_shutdown() noexcept { g_shutdown.store(true, std::memory_order_release); }
+void mark_shutdown() noexcept {
+  {
+    // Let the workers finish their queued store calls (abandoned claims
+    // being marked FAILED, say) while Python still runs; they may need the
+    // GIL to hand over an answer.
+    py::gil_scoped_release release;
+    InlineWorker::quiesce_all(std::chrono::seconds(5));
+  }
+  g_shutdown.store(true, std::memory_order_release);
+}
 
 void PyRef::reset() noexcept {
   PyObject* ptr = std::exchange(ptr_, nullptr);

@@ -26,7 +26,7 @@ def test_decorator_on_async_def_with_1000_concurrent_tasks(checker, path):
         # Call the asynchronous store API from the loop thread even where it
         # completes inline (the path of a native store, whose callbacks come
         # from its I/O thread): the bridge must work both ways.
-        handle.idempotency_processor()._offload = False
+        handle.idempotency_processor()._native.offload = False
     keys = [f"async-{i}" for i in range(500)]
 
     async def deliver(k):
