@@ -2,12 +2,50 @@
 ``with`` (threads) and ``async with`` (asyncio, never blocking the loop)."""
 
 import asyncio
+import itertools
+import weakref
 
 from . import _idem
 from ._json import dumps, loads
 from .checker import ClaimStatus, IdempotencyChecker, get_idempotency_checker
 from .envelope import as_envelope
 from .errors import ConfigurationError, TerminalError
+
+
+class _Channel:
+    """The answers of C++ store threads for one event loop: they queue C++
+    values on a LoopChannel and wake the loop through its eventfd, without
+    taking the GIL; the loop resolves the waiting futures when it drains."""
+
+    def __init__(self, loop):
+        self.native = _idem.LoopChannel()
+        self.pending = {}  # id -> callback, touched on the loop's thread only
+        self._ids = itertools.count(1)
+        loop.add_reader(self.native.fd, self._drain)
+
+    def expect(self, callback) -> int:
+        ident = next(self._ids)
+        self.pending[ident] = callback
+        return ident
+
+    def forget(self, ident) -> None:
+        self.pending.pop(ident, None)
+
+    def _drain(self):
+        for ident, value in self.native.drain():
+            callback = self.pending.pop(ident, None)
+            if callback is not None:
+                callback(value)
+
+
+_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Channel]" = weakref.WeakKeyDictionary()
+
+
+def _channel(loop) -> _Channel:
+    channel = _channels.get(loop)
+    if channel is None:
+        channel = _channels[loop] = _Channel(loop)
+    return channel
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -81,6 +119,7 @@ class _Guard:
     async def __aenter__(self) -> "AsyncProcessingContext":
         processor = self._processor
         loop = asyncio.get_running_loop()
+        channel = _channel(loop)
         acquired = loop.create_future()
         done = loop.create_future()
 
@@ -89,12 +128,15 @@ class _Guard:
                 acquired.set_result(guard)
 
         def on_done(outcome):
+            channel.forget(acquired_id)  # never acquired: a duplicate or an error
             if not done.done():
                 done.set_result(outcome)
             if not acquired.done():
                 acquired.set_result(None)
 
-        processor._native.process_async(self._envelope, loop, on_acquired, on_done)
+        acquired_id = channel.expect(on_acquired)
+        done_id = channel.expect(on_done)
+        processor._native.process_async(self._envelope, channel.native, acquired_id, done_id)
         guard = await acquired
         if guard is None:
             outcome = done.result()
@@ -223,6 +265,7 @@ class AsyncProcessingContext:
     async def checkpoint(self, name: str, data: str = "") -> None:
         self._require_owner()
         loop = asyncio.get_running_loop()
+        channel = _channel(loop)
         fut = loop.create_future()
 
         def answered(error):
@@ -233,5 +276,5 @@ class AsyncProcessingContext:
             else:
                 fut.set_exception(error)
 
-        self._guard.checkpoint(name, data, loop, answered)
+        self._guard.checkpoint(name, data, channel.native, channel.expect(answered))
         await fut

@@ -1,11 +1,13 @@
 // Processor.process_async: IdempotentEventProcessor::process_async with the
 // answers handed to an asyncio loop. Nothing here blocks the loop: the C++
-// callbacks run on store I/O threads (Redis, PostgreSQL) or on the thread
-// that made the call, take the GIL only to schedule a Python callback with
-// loop.call_soon_threadsafe, and return.
+// callbacks run on store I/O threads (Redis, PostgreSQL) or on the
+// processor's InlineWorker (memory, SQLite), and only queue their answer on
+// the loop's LoopChannel, without taking the GIL; the loop resolves its
+// asyncio futures when it drains the channel.
 #include <mutex>
 
 #include "bindings.h"
+#include "loop_channel.h"
 
 namespace idem::python {
 
@@ -63,16 +65,18 @@ class AsyncGuard {
     }
     if (dropped) run([dropped = std::move(*dropped)] {});
   }
-  void checkpoint(std::string name, std::string data, std::shared_ptr<LoopTarget> target) {
+  void checkpoint(std::string name, std::string data, Reply reply) {
     std::lock_guard lock(mutex_);
     if (ctx_ == nullptr) {
       throw_error(Error(ErrorCode::kInvalidConfiguration, "checkpoint after the verdict was given"));
     }
     // ctx stays valid until the verdict is stored, and the verdict is queued
     // (or made) after this call.
-    run([ctx = ctx_, name = std::move(name), data = std::move(data), target = std::move(target)] {
-      ctx->checkpoint_async(name, data, [target](Status status) {
-        target->post([&]() -> py::object { return status ? py::none() : error_object(status.error()); });
+    run([ctx = ctx_, name = std::move(name), data = std::move(data), reply = std::move(reply)] {
+      ctx->checkpoint_async(name, data, [reply](Status status) {
+        reply.send([status = std::move(status)]() -> py::object {
+          return status ? py::none() : error_object(status.error());
+        });
       });
     });
   }
@@ -139,12 +143,12 @@ PyOutcome to_python(AsyncOutcome outcome) {
 }
 
 void start(IdempotentEventProcessor& processor, const std::shared_ptr<InlineWorker>& worker, const Envelope& envelope,
-           const std::shared_ptr<LoopTarget>& acquired, const std::shared_ptr<LoopTarget>& done);
+           const Reply& acquired, const Reply& done);
 
-void process_async(PyProcessor& self, const Envelope& envelope, const py::object& loop, py::object on_acquired,
-                   py::object on_done) {
-  auto acquired = std::make_shared<LoopTarget>(loop, std::move(on_acquired));
-  auto done = std::make_shared<LoopTarget>(loop, std::move(on_done));
+void process_async(PyProcessor& self, const Envelope& envelope, const std::shared_ptr<LoopChannel>& channel,
+                   std::uint64_t acquired_id, std::uint64_t done_id) {
+  const Reply acquired{channel, acquired_id};
+  const Reply done{channel, done_id};
   py::gil_scoped_release release;
   if (self.worker) {
     // The claim runs on the worker; the handler then runs on the loop.
@@ -157,17 +161,18 @@ void process_async(PyProcessor& self, const Envelope& envelope, const py::object
 }
 
 void start(IdempotentEventProcessor& processor, const std::shared_ptr<InlineWorker>& worker, const Envelope& envelope,
-           const std::shared_ptr<LoopTarget>& acquired, const std::shared_ptr<LoopTarget>& done) {
+           const Reply& acquired, const Reply& done) {
   processor.process_async(
       envelope,
       [acquired, worker](const Envelope&, ProcessingContext& ctx, Completion completion) {
-        auto guard = std::make_shared<AsyncGuard>(ctx, std::move(completion), worker);
-        acquired->post([&] { return py::cast(guard); });
-        // If the loop is gone, `guard` was never handed over: its
-        // destruction here abandons the claim (retryable).
-        without_gil([&] { guard.reset(); });
+        // If the loop never drains it (closed), the guard goes with the
+        // channel, and its destruction abandons the claim (retryable).
+        acquired.send(
+            [guard = std::make_shared<AsyncGuard>(ctx, std::move(completion), worker)] { return py::cast(guard); });
       },
-      [done](AsyncOutcome outcome) { done->post([&] { return py::cast(to_python(std::move(outcome))); }); });
+      [done](AsyncOutcome outcome) {
+        done.send([outcome = std::move(outcome)]() mutable { return py::cast(to_python(std::move(outcome))); });
+      });
 }
 
 }  // namespace
@@ -179,13 +184,11 @@ void register_async(py::module_& m, py::class_<PyProcessor>& processor) {
       .def("abandon", &AsyncGuard::abandon, Release())
       .def(
           "checkpoint",
-          [](AsyncGuard& g, const std::string& name, const std::string& data, const py::object& loop,
-             py::object callback) {
-            auto target = std::make_shared<LoopTarget>(loop, std::move(callback));
-            py::gil_scoped_release release;
-            g.checkpoint(name, data, std::move(target));
+          [](AsyncGuard& g, std::string name, std::string data, std::shared_ptr<LoopChannel> channel,
+             std::uint64_t id) {
+            g.checkpoint(std::move(name), std::move(data), Reply{std::move(channel), id});
           },
-          py::arg("name"), py::arg("data"), py::arg("loop"), py::arg("callback"))
+          py::arg("name"), py::arg("data"), py::arg("channel"), py::arg("id"), Release())
       .def_property_readonly("key", &AsyncGuard::key)
       .def_property_readonly("token", &AsyncGuard::token)
       .def_property_readonly("attempt", &AsyncGuard::attempt)
@@ -202,9 +205,16 @@ void register_async(py::module_& m, py::class_<PyProcessor>& processor) {
       .def_readonly("record", &PyOutcome::record)
       .def_readonly("unprotected", &PyOutcome::unprotected);
 
-  processor.def("process_async", &process_async, py::arg("event"), py::arg("loop"), py::arg("on_acquired"),
-                py::arg("on_done"),
-                "Claims without blocking; on_acquired(AsyncGuard) and on_done(AsyncOutcome) are called on `loop`.");
+  py::class_<LoopChannel, std::shared_ptr<LoopChannel>>(m, "LoopChannel",
+                                                        "Answers from store threads to one event loop (an eventfd).")
+      .def(py::init<>())
+      .def_property_readonly("fd", &LoopChannel::fd)
+      .def("drain", &LoopChannel::drain, "[(id, value), ...] queued since the last drain.");
+
+  processor.def("process_async", &process_async, py::arg("event"), py::arg("channel"), py::arg("acquired_id"),
+                py::arg("done_id"),
+                "Claims without blocking; the AsyncGuard (when acquired) and then the AsyncOutcome arrive on "
+                "`channel` under the two ids.");
 }
 
 }  // namespace idem::python

@@ -33,11 +33,4 @@ void mark_shutdown() noexcept {
   g_shutdown.store(true, std::memory_order_release);
 }
 
-void PyRef::reset() noexcept {
-  PyObject* ptr = std::exchange(ptr_, nullptr);
-  if (ptr == nullptr || !python_alive()) return;  // leaked on purpose at shutdown
-  py::gil_scoped_acquire gil;
-  Py_DECREF(ptr);
-}
-
 }  // namespace idem::python
