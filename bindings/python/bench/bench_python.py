@@ -58,13 +58,29 @@ def timed(fn):
     return time.perf_counter() - started
 
 
+def per_call(fn, items):
+    """Runs fn over items; returns (events/s, p50 latency in us, caller CPU
+    us per event). The median and the CPU time hold still on a busy machine
+    where throughput does not."""
+    lat = []
+    clock = time.perf_counter_ns
+    cpu0 = time.process_time()
+    started = clock()
+    for item in items:
+        t = clock()
+        fn(item)
+        lat.append(clock() - t)
+    elapsed = (clock() - started) / 1e9
+    cpu = time.process_time() - cpu0
+    lat.sort()
+    return rate(len(items), elapsed), lat[len(lat) // 2] / 1e3, cpu / len(items) * 1e6
+
+
 def bench_decorator(url, n, prefix):
     checker = idem.IdempotencyChecker(url, key_prefix=prefix)
     handler = idem.idempotent_event_handler(lambda e: RESULT, checker=checker)
     evs = events(n, "sync")
-    new = timed(lambda: [handler(e) for e in evs])
-    dup = timed(lambda: [handler(e) for e in evs])
-    return rate(n, new), rate(n, dup)
+    return per_call(handler, evs), per_call(handler, evs)
 
 
 def bench_decorator_threads(url, n, prefix, threads=4):
@@ -109,7 +125,8 @@ def bench_cpp(idem_binary, url, n, concurrency):
                           str(concurrency), "-d", "0", "--json"], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
-    return json.loads(out.stdout)["events_per_s"]
+    report = json.loads(out.stdout)
+    return report["events_per_s"], report["latency_us"]["p50"], report["caller_cpu_us_per_event"]
 
 
 def bench_original(redis_url, n):
@@ -140,9 +157,11 @@ def bench_original(redis_url, n):
         return result
 
     evs = events(n, "orig")
-    new = timed(lambda: [process(e, lambda e: RESULT) for e in evs])
-    dup = timed(lambda: [process(e, lambda e: RESULT) for e in evs])
-    return rate(n, new), rate(n, dup)
+
+    def run(e):
+        return process(e, lambda e: RESULT)
+
+    return per_call(run, evs), per_call(run, evs)
 
 
 def main():
@@ -160,28 +179,43 @@ def main():
     rows = {}
     try:
         stores = {"sqlite": f"sqlite://{tmp.name}/bench.db", "redis": redis_server.url}
+        lat = {}  # (store, row) -> [(p50 us, cpu us/event)] over rounds
         for _ in range(args.rounds):
             for name, url in stores.items():
                 row = {}
                 p = f"bench-{uuid.uuid4().hex[:8]}:"
-                row["python-decorator"], row["python-decorator-dup"] = bench_decorator(url, n, p)
+                new, dup = bench_decorator(url, n, p)
+                row["python-decorator"], row["python-decorator-dup"] = new[0], dup[0]
+                lat.setdefault((name, "python-decorator"), []).append(new[1:])
+                lat.setdefault((name, "python-decorator-dup"), []).append(dup[1:])
                 if args.idem:
-                    row["cpp-wrapper"] = bench_cpp(args.idem, url, n, 1)
+                    cpp = bench_cpp(args.idem, url, n, 1)
+                    row["cpp-wrapper"] = cpp[0]
+                    lat.setdefault((name, "cpp-wrapper"), []).append(cpp[1:])
                 row["python-decorator-4t"] = bench_decorator_threads(url, n, p)
                 if args.idem:
-                    row["cpp-wrapper-4t"] = bench_cpp(args.idem, url, n, 4)
+                    row["cpp-wrapper-4t"] = bench_cpp(args.idem, url, n, 4)[0]
                 row["python-async"] = bench_async(url, n, p)
                 if name == "redis":
-                    row["original-redis-py"], row["original-redis-py-dup"] = bench_original(url, n)
+                    new, dup = bench_original(url, n)
+                    row["original-redis-py"], row["original-redis-py-dup"] = new[0], dup[0]
+                    lat.setdefault((name, "original-redis-py"), []).append(new[1:])
+                    lat.setdefault((name, "original-redis-py-dup"), []).append(dup[1:])
                 best = rows.setdefault(name, {})
                 for k, v in row.items():
                     best[k] = max(best.get(k, 0.0), v)
+        # The median over rounds of each round's p50 and CPU per event.
+        medians = {}
+        for (name, row), samples in lat.items():
+            p50s = sorted(x[0] for x in samples)
+            cpus = sorted(x[1] for x in samples)
+            medians.setdefault(name, {})[row] = (p50s[len(p50s) // 2], cpus[len(cpus) // 2])
     finally:
         redis_server.stop()
         tmp.cleanup()
 
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"events_per_s": rows, "p50_us_and_cpu_us_per_event": medians}, indent=2))
         return
     print(f"{n} new events per row, then the same events again (dup); events/s, best of {args.rounds} rounds")
     for name, row in rows.items():
@@ -196,6 +230,18 @@ def main():
             print(f"  python-decorator-dup / original-dup     = "
                   f"{row['python-decorator-dup'] / row['original-redis-py-dup']:.2f}")
             print(f"  python-async / original-redis-py        = {row['python-async'] / row['original-redis-py']:.2f}")
+    print("\nOne caller, median over rounds: p50 latency (us) and the caller's CPU (us per event)")
+    for name, m in medians.items():
+        print(f"\n[{name}]")
+        for k, (p50, cpu) in m.items():
+            print(f"  {k:24s} p50 {p50:8.1f}   cpu {cpu:8.1f}")
+        if "cpp-wrapper" in m:
+            print(f"  p50 python-decorator / cpp-wrapper       = {m['python-decorator'][0] / m['cpp-wrapper'][0]:.2f}")
+        if "original-redis-py" in m:
+            print(f"  p50 original-redis-py / python-decorator = "
+                  f"{m['original-redis-py'][0] / m['python-decorator'][0]:.2f}")
+            print(f"  p50 original-dup / python-decorator-dup  = "
+                  f"{m['original-redis-py-dup'][0] / m['python-decorator-dup'][0]:.2f}")
 
 
 if __name__ == "__main__":
