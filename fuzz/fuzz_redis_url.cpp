@@ -3,7 +3,7 @@
 // libFuzzer target for idem::RedisStore::parse_url, which reads
 // IDEM_STORE_URL for the Redis stores. It only parses: nothing connects.
 // Beyond "does not crash" it checks:
-//   - a rejection is kInvalidArgument with a message;
+//   - a rejection is kInvalidConfiguration with a message;
 //   - the mode and TLS flag follow the scheme;
 //   - credentials never leak: with a password in the URL (user info or
 //     sentinel_password), no error message contains it, and a parsed URL
@@ -60,7 +60,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   auto parsed = idem::RedisStore::parse_url(url);
   if (!parsed) {
-    if (parsed.error().code() != idem::ErrorCode::kInvalidArgument) fail("rejection is not kInvalidArgument", url);
+    if (parsed.error().code() != idem::ErrorCode::kInvalidConfiguration) {
+      fail("rejection is not kInvalidConfiguration", url);
+    }
     if (parsed.error().message().empty()) fail("rejection without a message", url);
     if (with_secret && parsed.error().message().find(kSecret) != std::string::npos) {
       fail("the error message contains the password", url);

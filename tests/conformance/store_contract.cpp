@@ -834,17 +834,7 @@ TEST_P(StoreContract, KeysWithUnusualBytes) {
 // (kInvalidArgument, nothing written), instead of overflowing `now + ttl`
 // into a record that is born expired. See validate_claim_request(), store.h.
 
-// The Redis store is being rewritten (issue 8) and calls the shared
-// validate_*_request() checks only from then on; until it does these tests
-// are skipped there. Delete this when Redis adopts them. Every other store,
-// PostgreSQL included, runs them.
-#define SKIP_UNTIL_STORE_VALIDATES_REQUESTS()                                                              \
-  do {                                                                                                     \
-    if (store().kind() == "redis") GTEST_SKIP() << "the Redis store adopts validate_*_request in issue 8"; \
-  } while (0)
-
 TEST_P(StoreContract, OutOfRangeDurationsAreRefusedAndNothingIsWritten) {
-  SKIP_UNTIL_STORE_VALIDATES_REQUESTS();
   const std::string k = key("huge");
   for (const milliseconds lease : {milliseconds::max(), kMaxLease + 1ms, 0ms, -1ms}) {
     Result<ClaimOutcome> r = store().claim(req(k, lease, kLongTtl));
@@ -898,7 +888,6 @@ TEST_P(StoreContract, DurationsAtTheBoundsKeepTheRecord) {
 }
 
 TEST_P(StoreContract, ClaimManyWithOneBadRequestWritesNothing) {
-  SKIP_UNTIL_STORE_VALIDATES_REQUESTS();
   const std::string a = key("a");
   const std::string b = key("b");
   const std::vector<ClaimRequest> batch = {req(a), req(b, kLongLease, milliseconds::max())};

@@ -7,12 +7,19 @@ if(TARGET idem_redis)
   target_link_libraries(idem_redis_test_support PUBLIC idem::redis idem_test_support PkgConfig::HIREDIS
                         PRIVATE idem_build_flags)
 
+  idem_add_test(NAME redis_store_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_store_test.cpp
+    LABELS integration
+    DEPS idem_redis_test_support
+    TIMEOUT 300)
+  # The contract suite (sync and async) and the client under concurrency:
+  # `conformance`, so that the ASan+UBSan and TSan stages run them too.
   if(TARGET idem_contract_suite)
-    idem_add_test(NAME redis_store_test
-      SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_store_test.cpp
-      LABELS integration
+    idem_add_test(NAME redis_contract_test
+      SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_contract_test.cpp
+      LABELS conformance
       DEPS idem_contract_suite idem_redis_test_support
-      TIMEOUT 300)
+      TIMEOUT 600)
   endif()
 endif()
 
@@ -46,4 +53,13 @@ if(TARGET idem_redis AND TARGET idem_contract_suite)
     LABELS integration
     DEPS idem_contract_suite idem_redis_test_support
     TIMEOUT 300)
+endif()
+
+# The Redis store's pure parts (record codec, server clock, tokens): no server.
+if(TARGET idem_redis)
+  idem_add_test(NAME redis_unit_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_unit_test.cpp
+    LABELS unit
+    DEPS idem::redis
+    TIMEOUT 120)
 endif()

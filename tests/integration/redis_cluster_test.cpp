@@ -4,9 +4,13 @@
 // ASK handling while a slot is migrated by hand.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
+#include "conformance/async_as_sync.h"
 #include "conformance/store_contract.h"
 #include "idem/stores/redis.h"
 #include "integration/redis_support.h"
@@ -28,25 +32,28 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 struct ClusterWorld {
   std::vector<std::unique_ptr<RedisServer>> nodes;
 
-  bool start(std::string* err) {
+  // start() creates `masters` masters with `replicas` replicas each.
+  bool start(std::string* err, int masters = 3, int replicas = 0, const std::string& node_timeout_ms = "3000",
+             const std::vector<std::string>& extra = {}) {
     const std::string cli = idem::test::redis_cli_binary();
     if (cli.empty()) {
       *err = "redis-cli not found";
       return false;
     }
     std::vector<std::string> create = {cli, "--cluster", "create"};
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < masters * (1 + replicas); ++i) {
       // The cluster bus listens on port + 10000.
       const int port =
           idem::test::free_port_where([](int p) { return p <= 55535 && idem::test::port_free(p + 10000); });
-      auto n = RedisServer::start(
-          {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000"}, err,
-          nullptr, false, port);
+      std::vector<std::string> args = {"--cluster-enabled",      "yes",          "--cluster-config-file", "nodes.conf",
+                                       "--cluster-node-timeout", node_timeout_ms};
+      args.insert(args.end(), extra.begin(), extra.end());
+      auto n = RedisServer::start(args, err, nullptr, false, port);
       if (!n) return false;
       create.push_back("127.0.0.1:" + std::to_string(n->port()));
       nodes.push_back(std::move(n));
     }
-    create.insert(create.end(), {"--cluster-replicas", "0", "--cluster-yes"});
+    create.insert(create.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
     std::string out;
     if (idem::test::run_command(create, &out) != 0) {
       *err = "redis-cli --cluster create failed: " + out;
@@ -68,6 +75,16 @@ struct ClusterWorld {
   std::string url(const std::string& query = "") const {
     // One seed is enough; the rest is discovered.
     return "redis+cluster://127.0.0.1:" + std::to_string(nodes[0]->port()) + query;
+  }
+  // url_all() names every node as a seed: a store opened while one is dead
+  // still finds the cluster.
+  std::string url_all(const std::string& query = "") const {
+    std::string u = "redis+cluster://";
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (i > 0) u += ",";
+      u += "127.0.0.1:" + std::to_string(nodes[i]->port());
+    }
+    return u + query;
   }
   void flush() {
     for (auto& n : nodes) n->command({"FLUSHALL"});
@@ -194,3 +211,183 @@ TEST(RedisCluster, FollowsAskDuringMigrationAndMovedAfterIt) {
 }  // namespace
 
 INSTANTIATE_STORE_CONTRACT(RedisCluster, cluster_fixture());
+
+// The same suite through the asynchronous API (each call is *_async + wait).
+StoreFixture cluster_fixture_async() {
+  StoreFixture sync = cluster_fixture();
+  return StoreFixture{sync.name + "Async", [make = sync.make] { return idem::conformance::async_as_sync(make()); }};
+}
+INSTANTIATE_STORE_CONTRACT(RedisClusterAsync, cluster_fixture_async());
+
+namespace {
+
+// The port of the master serving `slot`, from CLUSTER SLOTS as seen by `n`.
+int master_of_slot(RedisServer& n, long long slot) {
+  auto slots = n.command({"CLUSTER", "SLOTS"});
+  if (!slots) return 0;
+  // Flattened: lo, hi, master ip, master port, master id, [replica ip, port, id]...
+  std::vector<std::string> f;
+  std::istringstream in(*slots);
+  for (std::string line; std::getline(in, line);) f.push_back(line);
+  for (std::size_t i = 0; i + 3 < f.size(); ++i) {
+    long long lo = 0;
+    long long hi = 0;
+    try {
+      lo = std::stoll(f[i]);
+      hi = std::stoll(f[i + 1]);
+    } catch (...) {
+      continue;
+    }
+    if (lo <= slot && slot <= hi && f[i + 2] == "127.0.0.1") return std::stoi(f[i + 3]);
+  }
+  return 0;
+}
+
+bool is_outage(const idem::Error& e) {
+  return e.code() == idem::ErrorCode::kUnavailable || e.code() == idem::ErrorCode::kTimeout;
+}
+
+// Kill a master with SIGKILL under load; its replica is promoted; the client
+// must follow by itself (a dead node never sends -MOVED: only refreshing the
+// slot map on the broken connections finds the new master), meanwhile fail
+// only with typed errors, keep serving the keys of the healthy masters
+// (per-node circuit breakers), and lose nothing it acknowledged with WAIT.
+TEST(RedisClusterFailover, KilledMasterIsFollowedToItsPromotedReplica) {
+  ClusterWorld world;
+  std::string err;
+  // Three masters with a replica each; a short node timeout so that the
+  // failover starts about a second after the kill; the healthy masters keep
+  // serving while one shard is down.
+  ASSERT_TRUE(world.start(&err, 3, 1, "1000", {"--cluster-require-full-coverage", "no"})) << err;
+  for (auto& n : world.nodes) {
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto info = n->command({"INFO", "replication"});
+          return info && (info->find("role:master") != std::string::npos ||
+                          info->find("master_link_status:up") != std::string::npos);
+        },
+        20s))
+        << "replicas did not sync";
+  }
+  // One hash tag per master, so that the test knows which keys die with it.
+  RedisServer& any = *world.nodes[0];
+  std::map<int, std::string> tag_of_master;  // master port -> tag
+  for (int i = 0; tag_of_master.size() < 3 && i < 10'000; ++i) {
+    const std::string tag = "t" + std::to_string(i);
+    const long long slot = std::stoll(any.command({"CLUSTER", "KEYSLOT", tag}).value_or("-1"));
+    const int port = master_of_slot(any, slot);
+    if (port != 0 && !tag_of_master.contains(port)) tag_of_master[port] = tag;
+  }
+  ASSERT_EQ(tag_of_master.size(), 3u);
+  const int victim_port = tag_of_master.begin()->first;
+  const std::string victim_tag = tag_of_master.begin()->second;
+  RedisServer* victim = world.by_port(victim_port);
+  ASSERT_NE(victim, nullptr);
+
+  // Store A: no WAIT (measures how fast the client follows). Store B:
+  // claims and completions confirmed by one replica (nothing it acknowledged
+  // may be lost).
+  const std::string q = "?command_timeout_ms=500&connect_timeout_ms=300&retries=2";
+  auto a = idem::RedisStore::open(world.url_all(q));
+  auto b = idem::RedisStore::open(world.url_all(q + "&wait_replicas=1&wait_timeout_ms=200"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->ping().ok());
+  ASSERT_TRUE((*b)->ping().ok());
+
+  using Clock = std::chrono::steady_clock;
+  std::mutex mutex;
+  std::vector<std::string> acknowledged_a;
+  std::vector<std::string> acknowledged_b;
+  std::string other_error;
+  std::atomic<int> typed_errors{0};
+  std::atomic<int> healthy_errors{0};  // on the keys of the two healthy masters, while the victim is down
+  std::atomic<int> healthy_successes{0};
+  std::atomic<bool> killed{false};
+  std::atomic<bool> stop{false};
+  std::atomic<long long> resumed_ms{-1};
+  Clock::time_point killed_at{};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&, t] {
+      idem::Store& store = t % 2 == 0 ? **a : **b;
+      auto& acked = t % 2 == 0 ? acknowledged_a : acknowledged_b;
+      int n = 0;
+      while (!stop.load()) {
+        for (const auto& [port, tag] : tag_of_master) {
+          const std::string key = "idempotency:events:{" + tag + "}w" + std::to_string(t) + "-" + std::to_string(n);
+          const bool victim_key = port == victim_port;
+          const bool down = killed.load() && resumed_ms.load() < 0;
+          idem::ClaimRequest r;
+          r.key = key;
+          r.event_id = "e";
+          auto out = store.claim(r);
+          idem::Status st =
+              out.ok() ? store.complete({.key = key, .token = out->token, .result = "r"}) : idem::Status(out.error());
+          if (st.ok() && out->acquired()) {
+            std::lock_guard lock(mutex);
+            acked.push_back(key);
+            if (down && !victim_key) healthy_successes.fetch_add(1);
+            if (victim_key && killed.load() && t % 2 == 0 && resumed_ms.load() < 0) {
+              resumed_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at).count());
+            }
+          } else if (!st.ok()) {
+            if (is_outage(st.error())) {
+              typed_errors.fetch_add(1);
+              if (down && !victim_key && t % 2 == 0) healthy_errors.fetch_add(1);
+            } else {
+              std::lock_guard lock(mutex);
+              if (other_error.empty()) other_error = st.error().to_string();
+            }
+          }
+        }
+        ++n;
+      }
+    });
+  }
+  std::this_thread::sleep_for(500ms);
+  killed_at = Clock::now();
+  killed.store(true);
+  victim->process().kill();
+  // The bound: node timeout (1 s) + replica election (up to ~1.5 s) + the
+  // client's slot-map refresh and retries, with a wide margin for a loaded
+  // CI machine.
+  constexpr auto kBound = 20s;
+  const bool resumed = wait_until([&] { return resumed_ms.load() >= 0; }, kBound);
+  std::this_thread::sleep_for(300ms);
+  stop.store(true);
+  for (auto& w : workers) w.join();
+
+  ASSERT_TRUE(resumed) << "no completed event on the killed master's slots within " << kBound.count() << " s";
+  std::cout << "[ INFO     ] resumed " << resumed_ms.load() << " ms after the master was killed; "
+            << typed_errors.load() << " typed errors meanwhile; " << healthy_successes.load()
+            << " events on the healthy masters during the outage\n";
+  EXPECT_TRUE(other_error.empty()) << "every failure must be unavailable or timeout: " << other_error;
+  EXPECT_GT(typed_errors.load(), 0) << "the outage must be seen";
+  EXPECT_GT(healthy_successes.load(), 0) << "the healthy masters must keep serving";
+  EXPECT_EQ(healthy_errors.load(), 0) << "one dead node must not fail the keys of the others (per-node breakers)";
+  const auto stats = *idem::RedisStore::client_stats(**a);
+  EXPECT_GT(stats.topology_refreshes, 1u) << "the slot map must be refreshed after the broken connections";
+
+  // Nothing acknowledged with WAIT is lost; without WAIT, a completion in the
+  // master's last moments may be (asynchronous replication): count them.
+  auto fresh = idem::RedisStore::open(world.url_all(q));
+  ASSERT_TRUE(fresh.ok());
+  auto count_lost = [&](const std::vector<std::string>& keys) {
+    int lost = 0;
+    for (const std::string& key : keys) {
+      auto rec = (*fresh)->get(key);
+      EXPECT_TRUE(rec.ok()) << rec.error().to_string();
+      if (!rec.ok()) return -1;
+      if (!rec->has_value() || (*rec)->status != idem::ProcessingStatus::kCompleted) ++lost;
+    }
+    return lost;
+  };
+  const int lost_b = count_lost(acknowledged_b);
+  const int lost_a = count_lost(acknowledged_a);
+  std::cout << "[ INFO     ] acknowledged: " << acknowledged_b.size() << " with WAIT (" << lost_b << " lost), "
+            << acknowledged_a.size() << " without (" << lost_a << " lost)\n";
+  EXPECT_EQ(lost_b, 0) << "a completion confirmed by a replica was lost in the failover";
+  ASSERT_FALSE(acknowledged_b.empty());
+}
+
+}  // namespace

@@ -67,7 +67,7 @@ TEST_F(RedisFault, PasswordAclUserAndDbIndex) {
     ASSERT_TRUE(store);
     auto out = store->claim(claim_req("idempotency:events:auth"));
     ASSERT_FALSE(out.ok()) << url;
-    EXPECT_EQ(out.error().code(), ErrorCode::kInvalidArgument) << url << ": " << out.error().to_string();
+    EXPECT_EQ(out.error().code(), ErrorCode::kInvalidConfiguration) << url << ": " << out.error().to_string();
   }
 
   auto by_password = must_open("redis://:s3cret@" + hp + "/0");
@@ -174,6 +174,7 @@ TEST_F(RedisFault, GuardNeverRunsAHandlerWithoutAClaimAcrossACrash) {
 
   std::mutex mutex;
   std::vector<std::string> ran;  // store keys whose handler body ran
+  std::string first_unexpected;
   std::atomic<int> unavailable{0};
   std::atomic<int> unexpected{0};
   std::atomic<bool> stop{false};
@@ -194,22 +195,28 @@ TEST_F(RedisFault, GuardNeverRunsAHandlerWithoutAClaimAcrossACrash) {
         } catch (const idem::StoreUnavailableError&) {
           unavailable.fetch_add(1);
           std::this_thread::sleep_for(5ms);
-        } catch (...) {
-          unexpected.fetch_add(1);
+        } catch (const std::exception& e) {
+          if (unexpected.fetch_add(1) == 0) {
+            std::lock_guard lock(mutex);
+            first_unexpected = e.what();
+          }
         }
       }
     });
   }
   std::this_thread::sleep_for(300ms);
   server->process().kill();
-  std::this_thread::sleep_for(300ms);
+  // Longer than the guard's own completion retries (50 + 100 + 200 ms of
+  // backoff): a worker caught in mark_completed at the kill must come back
+  // to process() while Redis is still down.
+  std::this_thread::sleep_for(800ms);
   ASSERT_TRUE(server->process().restart(&err)) << err;
   std::this_thread::sleep_for(300ms);
   stop.store(true);
   for (auto& w : workers) w.join();
 
   EXPECT_GT(unavailable.load(), 0) << "the outage must reach the caller as StoreUnavailableError";
-  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(unexpected.load(), 0) << first_unexpected;
   ASSERT_FALSE(ran.empty());
   int without_record = 0;
   for (const std::string& key : ran) {
@@ -275,8 +282,11 @@ TEST_F(RedisFault, FrozenServerTimesOutOpensBreakerAndRecovers) {
 }
 
 // ---------------------------------------------------------------------------
-// A fake server: answers the handshake (+OK per command), then whatever the
-// test says, command by command.
+// A fake server: answers the handshake (+OK per command),
+// then whatever the test says, command by command (seven SCRIPT LOADs first). TIME (the client's clock
+// samples) is answered +OK apart from that count: it leaves the client
+// without a server clock, so that claims go through the claim script, whose
+// replies the tests write.
 
 class FakeServer {
  public:
@@ -284,7 +294,7 @@ class FakeServer {
   // (0-based); an empty string means "say nothing"; "<close>" closes.
   using Responder = std::function<std::string(int n)>;
 
-  explicit FakeServer(Responder respond, int handshake = 6) : respond_(std::move(respond)), handshake_(handshake) {
+  explicit FakeServer(Responder respond, int handshake = 7) : respond_(std::move(respond)), handshake_(handshake) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -335,10 +345,15 @@ class FakeServer {
       void* reply = nullptr;
       bool close_now = false;
       while (redisReaderGetReply(reader, &reply) == REDIS_OK && reply != nullptr) {
+        const auto* command = static_cast<const redisReply*>(reply);
+        const bool is_time = command->type == REDIS_REPLY_ARRAY && command->elements == 1 &&
+                             std::string_view(command->element[0]->str, command->element[0]->len) == "TIME";
         freeReplyObject(reply);
         std::string out;
         std::lock_guard lock(respond_mutex_);  // responders count calls
-        if (seen++ < handshake_) {
+        if (is_time) {
+          out = "+OK\r\n";
+        } else if (seen++ < handshake_) {
           out = "+OK\r\n";
         } else {
           out = respond_(commands_.fetch_add(1));
@@ -380,7 +395,8 @@ TEST(RedisFakeServer, GarbageRepliesNeverCrashAndAreTypedErrors) {
       "*4\r\n$1\r\nZ\r\n:1\r\n:1\r\n*0\r\n",                                   // unknown claim tag
       "*3\r\n:1\r\n:2\r\n*1\r\n:3\r\n",                                        // get with odd list
       "-ERR something odd\r\n",
-      "$999999999\r\nshort",  // bulk never completes
+      "$999999999\r\nshort",   // bulk never completes
+      "*500000001\r\n:1\r\n",  // an array header asking for 4 GB (found by fuzz_redis_reply)
       "<close>",
   };
   for (const std::string& g : garbage) {
@@ -443,6 +459,98 @@ TEST(RedisFakeServer, ConnectionRefusedIsUnavailable) {
   EXPECT_EQ(out.error().code(), ErrorCode::kUnavailable) << out.error().to_string();
   EXPECT_EQ(idem::RedisStore::client_stats(*store)->retries, 1u) << "nothing was sent: a claim may be retried";
   EXPECT_THROW((void)out.value(), idem::StoreUnavailableError);
+}
+
+}  // namespace
+
+namespace {
+
+// The least privilege docs/redis.md gives for a standalone server works for
+// every operation; each permission taken away fails with kInvalidConfiguration
+// naming what is missing (never "internal", never "unexpected reply"); and
+// without the optional pub/sub permissions wait_settled() still works, by
+// polling.
+TEST_F(RedisFault, AclLeastPrivilegeAndPermissionErrorsNameWhatIsMissing) {
+  std::string err;
+  auto server = RedisServer::start({}, &err);
+  ASSERT_TRUE(server) << err;
+  const std::vector<std::string> needed = {"~idempotency:*", "-@all", "+ping",        "+script|load", "+evalsha",
+                                           "+eval",          "+set",  "+get",         "+del",         "+scan",
+                                           "+info",          "+time", "+pexpiretime", "+wait"};
+  const std::vector<std::string> optional = {"&idem:settled:*", "+publish", "+subscribe", "+unsubscribe"};
+  auto user = [&](const std::string& name, const std::vector<std::string>& without, bool pubsub) {
+    std::vector<std::string> acl = {"ACL", "SETUSER", name, "on", ">pw"};
+    for (const std::string& p : needed) {
+      if (std::find(without.begin(), without.end(), p) == without.end()) acl.push_back(p);
+    }
+    if (pubsub) acl.insert(acl.end(), optional.begin(), optional.end());
+    std::string e;
+    EXPECT_TRUE(server->command(acl, &e)) << e;
+    return "redis://" + name + ":pw@127.0.0.1:" + std::to_string(server->port()) +
+           "?retries=1&command_timeout_ms=500&connect_timeout_ms=500";
+  };
+
+  // Everything, with the documented set.
+  auto full = must_open(user("full", {}, true));
+  const std::string k = "idempotency:events:acl-";
+  auto a = full->claim(claim_req(k + "a"));
+  ASSERT_TRUE(a.ok()) << a.error().to_string();
+  ASSERT_TRUE(full->extend(k + "a", a->token, 10s).ok());
+  ASSERT_TRUE(full->checkpoint(k + "a", a->token, {"n", "d"}).ok());
+  std::thread waiter([&] { EXPECT_TRUE(full->wait_settled(k + "a", 5s).ok()); });
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(full->complete({.key = k + "a", .token = a->token, .result = "r"}).ok());
+  waiter.join();
+  auto b = full->claim(claim_req(k + "b")).value();
+  ASSERT_TRUE(full->fail({.key = k + "b", .token = b.token, .error = "e", .retryable = true}).ok());
+  EXPECT_TRUE(full->get(k + "a").ok());
+  EXPECT_TRUE(full->scan({}).ok());
+  EXPECT_TRUE(full->stats().ok());
+  EXPECT_TRUE(full->remove(k + "a").ok());
+
+  auto expect_denied = [](const idem::Status& st, const std::string& names) {
+    ASSERT_FALSE(st.ok()) << "expected a permission error naming " << names;
+    EXPECT_EQ(st.error().code(), ErrorCode::kInvalidConfiguration) << st.error().to_string();
+    EXPECT_NE(st.error().message().find(names), std::string::npos) << st.error().to_string();
+    EXPECT_NE(st.error().message().find("permission denied"), std::string::npos) << st.error().to_string();
+  };
+  // No DEL: remove() says so (the bench's cleanup must not pass silently).
+  auto no_del = must_open(user("nodel", {"+del"}, false));
+  auto removed = no_del->remove(k + "b");
+  expect_denied(removed.ok() ? idem::Status() : idem::Status(removed.error()), "'del'");
+  // No WAIT with wait_replicas: the claim says so.
+  auto no_wait = must_open(user("nowait", {"+wait"}, false) + "&wait_replicas=1&wait_timeout_ms=50");
+  auto w = no_wait->claim(claim_req(k + "c"));
+  expect_denied(w.ok() ? idem::Status() : idem::Status(w.error()), "'wait'");
+  // No TIME: the connection's clock sample says so.
+  auto no_time = must_open(user("notime", {"+time"}, false));
+  expect_denied(no_time->ping(), "'time'");
+  // No PEXPIRETIME: a script is refused one of its commands; the message
+  // lists what that script calls.
+  auto no_pexp = must_open(user("nopexp", {"+pexpiretime"}, false));
+  auto got = no_pexp->get(k + "b");
+  expect_denied(got.ok() ? idem::Status() : idem::Status(got.error()), "PEXPIRETIME");
+  // Keys outside the pattern.
+  auto other = must_open(user("keys", {}, false));
+  idem::ClaimRequest outside;
+  outside.key = "other:prefix:x";
+  outside.event_id = "x";
+  auto o = other->claim(outside);
+  expect_denied(o.ok() ? idem::Status() : idem::Status(o.error()), "key pattern");
+
+  // Without the optional pub/sub permissions: completions still work, and
+  // a waiter still sees the completion (by polling).
+  auto quiet = must_open(user("nopubsub", {}, false));
+  auto q = quiet->claim(claim_req(k + "q")).value();
+  std::thread poller([&] {
+    auto settled = quiet->wait_settled(k + "q", 5s);
+    ASSERT_TRUE(settled.ok()) << settled.error().to_string();
+    ASSERT_TRUE(settled->has_value());
+    EXPECT_EQ((*settled)->status, idem::ProcessingStatus::kCompleted);
+  });
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(quiet->complete({.key = k + "q", .token = q.token, .result = "r"}).ok());
+  poller.join();
 }
 
 }  // namespace

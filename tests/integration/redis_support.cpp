@@ -4,7 +4,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "stores/redis/connection.h"
+#include "stores/redis/blocking_connection.h"
 
 namespace idem::test {
 namespace {
@@ -24,6 +24,25 @@ void flatten(const redisReply* r, std::string& out) {
 }
 
 }  // namespace
+
+namespace {
+RedisServer* g_standalone = nullptr;
+}  // namespace
+
+void StandaloneRedis::SetUp() {
+  if (redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
+  std::string err;
+  server_ = RedisServer::start({}, &err);
+  ASSERT_TRUE(server_) << err;
+  g_standalone = server_.get();
+}
+
+void StandaloneRedis::TearDown() {
+  g_standalone = nullptr;
+  server_.reset();
+}
+
+RedisServer* StandaloneRedis::server() { return g_standalone; }
 
 std::string redis_server_binary() { return find_binary("redis-server", "IDEM_REDIS_SERVER"); }
 std::string redis_cli_binary() { return find_binary("redis-cli", "IDEM_REDIS_CLI"); }
@@ -100,13 +119,13 @@ std::optional<std::string> raw_command(const RedisEndpoint& endpoint, const std:
     }
     ctx = *c;
   }
-  std::string hs;
-  std::size_t hn = 0;
+  rd::Handshake hs;
   if (!password.empty()) {
-    rd::append_command(hs, {"AUTH", password});
-    hn = 1;
+    rd::append_command(hs.bytes, {"AUTH", password});
+    hs.replies = 1;
   }
-  auto conn = rd::Connection::connect(endpoint, ctx.get(), std::chrono::seconds(5), std::chrono::seconds(30), hs, hn);
+  auto conn =
+      rd::BlockingConnection::connect(endpoint, ctx.get(), std::chrono::seconds(5), std::chrono::seconds(30), hs);
   if (!conn) {
     if (error) *error = conn.error().to_string();
     return std::nullopt;
@@ -115,8 +134,7 @@ std::optional<std::string> raw_command(const RedisEndpoint& endpoint, const std:
   std::string out;
   rd::append_command(out, argv);
   std::vector<rd::ReplyPtr> replies;
-  bool sent = false;
-  Status st = (*conn)->roundtrip(out, 1, replies, rd::Clock::now() + std::chrono::seconds(30), &sent);
+  Status st = (*conn)->roundtrip(out, 1, replies, rd::Clock::now() + std::chrono::seconds(30));
   if (!st) {
     if (error) *error = st.error().to_string();
     return std::nullopt;

@@ -6,6 +6,8 @@
 // server: INFO commandstats, MEMORY USAGE, FLUSHALL, CONFIG SET, ...).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +64,23 @@ class RedisServer {
   int port_ = 0;
   std::string password_;
   const RedisTlsFiles* tls_ = nullptr;
+};
+
+// StandaloneRedis is the gtest Environment of a test binary that shares one
+// standalone redis-server between its tests:
+//
+//   [[maybe_unused]] ::testing::Environment* const g_env =
+//       ::testing::AddGlobalTestEnvironment(new idem::test::StandaloneRedis);
+//   ... idem::test::StandaloneRedis::server()->url() ...
+class StandaloneRedis : public ::testing::Environment {
+ public:
+  void SetUp() override;
+  void TearDown() override;
+  // server() is the running server, or nullptr (before SetUp, or skipped).
+  static RedisServer* server();
+
+ private:
+  std::unique_ptr<RedisServer> server_;
 };
 
 // raw_command() is RedisServer::command() for any endpoint.

@@ -1,9 +1,17 @@
 // File: idem/stores/redis.h
 //
 // RedisStore keeps records in Redis (standalone, TLS, Sentinel or Cluster).
-// Every state-machine operation is one server-side Lua script and one round
-// trip; batches are pipelined; concurrent callers share a few multiplexed
-// connections (their requests are written together in one batch).
+// A claim on a new key is one plain `SET key record NX GET PXAT expiry`; a
+// duplicate is decided from the record that same command returns; takeovers,
+// retries, complete, fail, extend and checkpoint are one Lua script each. All
+// are one round trip (docs/redis.md).
+//
+// Every operation is asynchronous underneath: an event-loop I/O thread keeps
+// a few connections per server continuously pipelined (requests are written
+// as they arrive, replies completed in order, a whole read at a time). The
+// *_async forms of Store (store.h) use it directly and call their callback on
+// that thread; the synchronous forms wait for it, and a caller alone on an
+// idle connection does its own I/O on its own thread.
 //
 //   auto store = idem::RedisStore::open("redis://127.0.0.1:6379/0");
 //   auto tls = idem::RedisStore::open("rediss://cache:6380?ca=/etc/ssl/ca.pem");
@@ -72,9 +80,10 @@ struct RedisRetryOptions {
   double jitter = 0.5;
 };
 
-// The circuit breaker's state (idem::CircuitState, store.h) is observable
-// through Store::circuit_state(), RedisStore::client_stats() and the
-// on_circuit_change callback.
+// Each server (node) has its own circuit breaker, so one dead Cluster master
+// does not fail the keys of the others. Store::circuit_state() and
+// on_circuit_change report the worst of them; RedisStore::client_stats()
+// lists each.
 
 struct RedisCircuitBreakerOptions {
   bool enabled = true;
@@ -97,42 +106,57 @@ struct RedisStoreOptions {
   int db = 0;  // SELECT; must be 0 in Cluster mode
   RedisTlsOptions tls;
   std::chrono::milliseconds connect_timeout{2'000};
-  // Bound on one round trip (a whole pipelined batch). A timed-out
-  // connection is closed, never reused, so replies cannot get out of step.
+  // Bound on one request, from the moment it is written until its reply is
+  // in. A timed-out connection is closed, never reused, so replies cannot get
+  // out of step; everything still on it fails.
   std::chrono::milliseconds command_timeout{1'000};
-  // Multiplexed connections per server node. Concurrent callers on one
-  // connection are pipelined together, so a small number goes a long way.
+  // Pipelined connections per server node, shared by every thread and every
+  // request in flight; a small number goes a long way.
   std::size_t pool_size = 2;
   RedisRetryOptions retry;
   RedisCircuitBreakerOptions circuit_breaker;
-  // When > 0, a claim counts as acquired only once WAIT confirms it on this
-  // many replicas within wait_timeout (sent in the same round trip as the
-  // claim); otherwise the claim fails with kUnavailable and the handler must
-  // not run. The key then stays PROCESSING until its lease expires.
+  // When > 0, claims and completions (complete, fail) are followed by
+  // `WAIT wait_replicas wait_timeout` in the same round trip. A claim counts
+  // as acquired only once that many replicas have it; otherwise it fails with
+  // kUnavailable and the handler must not run (the key stays PROCESSING until
+  // its lease expires). A completion that is not confirmed fails with
+  // kUnavailable too: it is on the master, but a failover before the replicas
+  // have it would lose it, and the key would run again after its lease.
   std::uint32_t wait_replicas = 0;
   std::chrono::milliseconds wait_timeout{100};
-  // Called on the thread whose call changed the state, outside any internal
-  // lock; the state may have changed again by the time it runs.
+  // Called with the worst state of the nodes' breakers when it changes, on
+  // the thread whose call changed it, outside any internal lock; the state may
+  // have changed again by the time it runs.
   std::function<void(CircuitState)> on_circuit_change;
 
-  // validate() reports the first inconsistent option as kInvalidArgument.
+  // validate() reports the first inconsistent option as kInvalidConfiguration.
   Status validate() const;
+};
+
+// RedisNodeStats is one server's circuit breaker.
+struct RedisNodeStats {
+  std::string address;  // host:port (Sentinel: "sentinel:<master name>:0")
+  CircuitState circuit = CircuitState::kClosed;
 };
 
 // RedisClientStats are counters of one store instance, for tests and metrics.
 struct RedisClientStats {
-  std::uint64_t round_trips = 0;  // batches written and answered (or failed)
-  std::uint64_t commands = 0;     // commands sent
-  std::uint64_t connects = 0;     // connections established
-  std::uint64_t retries = 0;      // operation retries after retryable errors
-  std::uint64_t rejected = 0;     // calls failed fast by the open circuit
-  std::uint64_t redirects = 0;    // MOVED / ASK followed (Cluster)
-  CircuitState circuit = CircuitState::kClosed;
+  std::uint64_t round_trips = 0;                 // writes of one or more requests to a connection
+  std::uint64_t commands = 0;                    // commands sent (clock refreshes included)
+  std::uint64_t connects = 0;                    // connections established
+  std::uint64_t retries = 0;                     // operation retries after retryable errors
+  std::uint64_t rejected = 0;                    // calls failed fast by an open circuit
+  std::uint64_t redirects = 0;                   // MOVED / ASK followed (Cluster)
+  std::uint64_t clock_syncs = 0;                 // TIME samples of the servers' clocks
+  std::uint64_t topology_refreshes = 0;          // Cluster slot maps fetched
+  CircuitState circuit = CircuitState::kClosed;  // the worst of the nodes'
+  std::vector<RedisNodeStats> nodes;
 };
 
 class RedisStore {
  public:
-  // create() validates the options and sets up TLS; it does not connect.
+  // create() validates the options and sets up TLS (kInvalidConfiguration
+  // on a bad option or an unreadable certificate); it does not connect.
   static Result<std::shared_ptr<Store>> create(RedisStoreOptions options);
 
   // open() accepts:

@@ -1,21 +1,27 @@
 // File: src/stores/redis/connection.h
 //
-// The socket layer of the Redis store. hiredis 0.14 (Debian 12) has no TLS and
-// its blocking context has one timeout for everything, so hiredis is used only
-// as the RESP reply parser (redisReader); sockets, TLS (OpenSSL with memory
-// BIOs, so no SIGPIPE and one non-blocking code path for plain and TLS),
-// timeouts and pipelining are ours.
+// Connection is one pipelined connection to one Redis server, shared by every
+// thread of the store. It never runs lock-step: requests are written as they
+// arrive, while earlier replies are still outstanding, and replies are matched
+// to requests in order (Redis answers in order).
 //
-// Layers, bottom up:
-//   Socket      one TCP (optionally TLS) connection, deadline-bounded I/O
-//   Connection  a Socket plus a RESP reader: write a batch, read N replies
-//   Channel     one Connection shared by many threads: concurrent requests are
-//               written together as one pipelined batch (leader/follower)
+// Who does the I/O (the "owner") changes hands under the connection's mutex:
+//
+//  * the event loop, normally: it writes what was queued at the end of each
+//    pass, reads everything the socket holds when it is readable, and
+//    completes every request whose replies arrived, in one pass;
+//  * a synchronous caller, when it finds the connection idle: it writes its
+//    request and reads the reply itself (no thread hand-off when it is
+//    alone). Requests queued meanwhile by others are written along, and
+//    once its reply is in, the connection goes back to idle or to the loop.
+//
+// A connection that fails (reset, timeout, bad bytes) is closed, never
+// reused, so replies cannot get out of step; every request still on it fails
+// with whether it may have reached the server (which decides whether it may be
+// retried). The next request reconnects, on a background thread.
 #pragma once
 
-#include <hiredis/hiredis.h>
-#include <openssl/ssl.h>
-
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -23,153 +29,177 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "idem/core/error.h"
-#include "idem/stores/redis.h"
+#include "stores/redis/background.h"
+#include "stores/redis/event_loop.h"
+#include "stores/redis/resp.h"
+#include "stores/redis/socket.h"
 
 namespace idem::redis_detail {
 
-using Clock = std::chrono::steady_clock;
-using Deadline = Clock::time_point;
-
-struct ReplyDeleter {
-  void operator()(redisReply* reply) const noexcept { freeReplyObject(reply); }
-};
-using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
-
-// What went wrong, before it becomes an idem::Error in map_error().
-enum class Failure : std::uint8_t {
-  kResolve,       // host name did not resolve
-  kRefused,       // connection refused / unreachable
-  kReset,         // connection reset or closed by the server
-  kTimeout,       // deadline passed
-  kTls,           // TLS handshake or certificate verification failed
-  kProtocol,      // the server sent something that is not RESP
-  kServerReply,   // an -ERR style reply; detail is the reply text
-  kUnexpected,    // a well-formed reply of the wrong shape
-  kCircuitOpen,   // failed fast, no I/O attempted
-  kNotConfirmed,  // WAIT did not reach the requested replicas
-};
-
-// map_error() is the one place where Redis failures become idem errors:
-// refused/reset/TLS/-LOADING/-BUSY/... -> kUnavailable, timeout -> kTimeout,
-// anything malformed -> kInternal.
-Error map_error(Failure failure, std::string_view detail);
-
-// is_retryable_reply() is true for server error replies that mean "not
-// executed, try again later": LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY,
-// CLUSTERDOWN.
-bool is_retryable_reply(std::string_view error_text) noexcept;
-
-// RESP command building without allocation per argument.
-void append_command(std::string& out, std::initializer_list<std::string_view> args);
-void append_command(std::string& out, const std::vector<std::string_view>& args);
-
-// A shared OpenSSL client context (CA, client certificate, verification mode).
-class TlsContext {
- public:
-  static Result<std::shared_ptr<TlsContext>> create(const RedisTlsOptions& options);
-  ~TlsContext();
-  TlsContext(const TlsContext&) = delete;
-  TlsContext& operator=(const TlsContext&) = delete;
-  SSL_CTX* get() const noexcept { return ctx_; }
-  const RedisTlsOptions& options() const noexcept { return options_; }
-
- private:
-  TlsContext(SSL_CTX* ctx, RedisTlsOptions options) : ctx_(ctx), options_(std::move(options)) {}
-  SSL_CTX* ctx_;
-  RedisTlsOptions options_;
-};
-
-class Socket;
-
-// IoError carries whether the request may have reached the server, which
-// decides whether a non-idempotent operation may be retried.
+// IoError says what failed and whether the request may have reached the
+// server.
 struct IoError {
   Error error;
   bool maybe_executed = false;
 };
 
-// Connection is one established, authenticated connection.
-class Connection {
+// Request is `expected` commands written together, answered by as many
+// replies. The operation that owns it keeps it alive until complete().
+class Request {
  public:
+  virtual ~Request() = default;
+
+  // complete() is called once: with the replies in order (error == nullptr),
+  // or with the error that failed the connection (no replies). It runs on
+  // the loop thread, or, for a synchronous call's own request, possibly on
+  // the caller thread. The replies may be moved out.
+  virtual void complete(std::span<ReplyPtr> replies, const IoError* error) = 0;
+
+  std::uint32_t expected = 1;
+  // sync: the request belongs to a synchronous call, whose caller may drive
+  // the connection itself and may complete it on its own thread.
+  bool sync = false;
+
+ private:
+  friend class Connection;
+  // The replies so far: the first few inline (most requests have one or
+  // two), the rest in `more_`.
+  void reset_replies() {
+    received_ = 0;
+    more_.clear();
+  }
+  void add_reply(ReplyPtr reply) {
+    if (received_ < inline_.size()) {
+      inline_[received_] = std::move(reply);
+    } else {
+      if (more_.empty()) {
+        more_.reserve(expected);
+        for (ReplyPtr& r : inline_) more_.push_back(std::move(r));
+      }
+      more_.push_back(std::move(reply));
+    }
+    ++received_;
+  }
+  std::span<ReplyPtr> replies() {
+    return more_.empty() ? std::span<ReplyPtr>(inline_.data(), received_) : std::span<ReplyPtr>(more_);
+  }
+  std::array<ReplyPtr, 3> inline_;
+  std::vector<ReplyPtr> more_;
+  std::uint32_t received_ = 0;
+  std::uint64_t begin_ = 0;  // stream offset of its first byte
+  Deadline deadline_{};
+  Request* next_ = nullptr;
+};
+
+struct ConnectionCounters {
+  std::atomic<std::uint64_t> round_trips{0};  // batches of requests written
+  std::atomic<std::uint64_t> commands{0};     // commands written
+  std::atomic<std::uint64_t> connects{0};     // connections established
+};
+
+class Connection final : public EventLoop::Handler, public DirectDriver {
+ public:
+  // Opener connects and runs the handshake; it runs on a background thread
+  // and may block (bounded by the connect and command timeouts).
+  using Opener = std::function<Result<std::unique_ptr<Socket>>()>;
+  // on_broken is told of every transport failure (a Cluster client refreshes
+  // its slot map on it); called without the connection's lock.
+  using BrokenHook = std::function<void(const Error&)>;
+  // Formatter appends a request's commands to the output buffer.
+  using Formatter = void (*)(void* context, std::string& out);
+
+  Connection(EventLoop& loop, Background& background, Opener opener, std::chrono::milliseconds command_timeout,
+             ConnectionCounters& counters, BrokenHook on_broken = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // connect() opens the socket (TLS when tls != nullptr) and runs `handshake`
-  // (AUTH, SELECT, SCRIPT LOAD...) as one pipelined round trip; every
-  // handshake reply must not be an error.
-  static Result<std::unique_ptr<Connection>> connect(const RedisEndpoint& endpoint, const TlsContext* tls,
-                                                     std::chrono::milliseconds connect_timeout,
-                                                     std::chrono::milliseconds command_timeout,
-                                                     const std::string& handshake, std::size_t handshake_replies);
+  // submit() queues `request`; `format(context, out)` appends its commands.
+  // Any thread. The request completes through Request::complete().
+  void submit(Request& request, Formatter format, void* context);
 
-  // roundtrip() writes `out` (holding `n` commands) and reads n replies.
-  // Any error leaves the connection unusable (the caller drops it).
-  Status roundtrip(std::string_view out, std::size_t n, std::vector<ReplyPtr>& replies, Deadline deadline, bool* sent);
+  // reset() closes the connection (after a failover: the server it talks to
+  // is no longer the master); requests on it fail with kUnavailable. Any
+  // thread.
+  void reset(std::string why);
 
- private:
-  Connection(std::unique_ptr<Socket> socket, redisReader* reader);
-  std::unique_ptr<Socket> socket_;
-  redisReader* reader_;
-};
+  // shutdown() fails everything and refuses new requests (store closing).
+  // Loop thread.
+  void shutdown();
 
-struct ChannelCounters {
-  std::atomic<std::uint64_t> round_trips{0};
-  std::atomic<std::uint64_t> commands{0};
-  std::atomic<std::uint64_t> connects{0};
-};
+  // idle() is true when nothing is queued or in flight (a hint).
+  bool idle() const;
 
-// Channel multiplexes one connection among threads (leader/follower): a
-// caller appends its request to a queue; if no other thread is doing I/O it
-// becomes the leader, takes the whole queue, writes it as one batch, reads the
-// replies, hands them out, and promotes the next waiting caller to leader.
-// One caller alone does its own I/O (no thread hop); many callers are
-// pipelined automatically.
-class Channel {
- public:
-  // Connects on demand (and again after any failure).
-  using Connector = std::function<Result<std::unique_ptr<Connection>>()>;
-
-  Channel(Connector connector, std::chrono::milliseconds command_timeout, ChannelCounters* counters)
-      : connector_(std::move(connector)), command_timeout_(command_timeout), counters_(counters) {}
-
-  // execute() sends `out` (n commands) and returns their replies in order.
-  // On failure, io_error describes it (replies is then empty).
-  bool execute(std::string_view out, std::size_t n, std::vector<ReplyPtr>& replies, IoError& io_error);
-
-  // reset() drops the connection so the next call reconnects (after a
-  // failover, or a -READONLY reply from a demoted master).
-  void reset();
+  // EventLoop::Handler
+  void on_ready(std::uint32_t events) override;
+  void on_service() override;
+  Deadline on_tick(Deadline now) override;
+  // DirectDriver
+  void drive(void* request) override;
 
  private:
-  struct Request {
-    std::string_view out;
-    std::size_t n = 0;
-    std::vector<ReplyPtr>* replies = nullptr;
-    IoError* io_error = nullptr;
-    bool ok = false;
-    std::atomic<std::uint32_t> state{0};  // 0 waiting, 1 done, 2 lead
-  };
-  static constexpr std::uint32_t kWaiting = 0;
-  static constexpr std::uint32_t kDone = 1;
-  static constexpr std::uint32_t kLead = 2;
+  enum class State : std::uint8_t { kDisconnected, kConnecting, kReady, kClosed };
+  enum class Owner : std::uint8_t { kNone, kLoop, kDirect };
 
-  void run_batch(std::vector<Request*>& batch);
+  void start_connect();
+  void finish_connect(Result<std::unique_ptr<Socket>> socket);
+  // The owner's I/O (the loop, or a caller in drive()).
+  void take_queued();
+  bool write_nonblocking(IoFailure& failure);
+  bool read_nonblocking(IoFailure& failure);
+  // parse_replies() moves complete replies into their requests; requests
+  // whose replies are all in go to `done`. With `stop_after`, parsing stops
+  // once that request is complete (the rest stays buffered).
+  bool parse_replies(std::vector<Request*>& done, const Request* stop_after, IoFailure& failure);
+  void loop_io(bool read);
+  // arm_if_owned() asks the loop for the socket's next event while the loop
+  // still owns the connection (owner: loop thread).
+  void arm_if_owned();
+  void fail_connection(const IoFailure& failure, const Request* inline_request);
+  // release_if_idle() gives the connection up when nothing is left to do;
+  // true when it did.
+  bool release_if_idle();
+  void complete_all(std::vector<Request*>& done);
 
-  Connector connector_;
+  EventLoop& loop_;
+  Background& background_;
+  Opener opener_;
   std::chrono::milliseconds command_timeout_;
-  ChannelCounters* counters_;
-  std::mutex mutex_;
-  std::deque<Request*> queue_;
-  bool leader_active_ = false;
-  bool reset_requested_ = false;
-  std::unique_ptr<Connection> connection_;  // only the leader touches it
-  std::string buffer_;                      // only the leader touches it
+  ConnectionCounters& counters_;
+  BrokenHook on_broken_;
+
+  // idle_hint_: state_ == kReady && owner_ == kNone, readable without the
+  // lock (Node::pick() prefers idle connections).
+  std::atomic<bool> idle_hint_{false};
+  void update_hint_locked() {
+    idle_hint_.store(state_ == State::kReady && owner_ == Owner::kNone, std::memory_order_relaxed);
+  }
+
+  mutable std::mutex mutex_;  // guards the fields up to the owner-only ones
+  State state_ = State::kDisconnected;
+  Owner owner_ = Owner::kNone;
+  std::string out_;                 // formatted requests not yet taken by the owner
+  Request* queued_head_ = nullptr;  // their requests, in order
+  Request* queued_tail_ = nullptr;
+  std::uint64_t appended_ = 0;  // stream bytes appended so far
+  bool read_needed_ = false;    // handed over by a caller: buffered replies wait
+  std::string reset_reason_;    // non-empty: close at the next chance
+  bool armed_ = false;          // a one-shot epoll notification is pending
+  bool armed_write_ = false;    // ... and it includes writability
+  std::unique_ptr<Socket> socket_;
+  std::unique_ptr<ReplyReader> reader_;
+
+  // Owner-only (the owner is set under mutex_, which orders the hand-over).
+  std::deque<Request*> inflight_;
+  std::string wbuf_;
+  std::size_t wpos_ = 0;
+  std::uint64_t written_ = 0;  // stream bytes the socket took
+  Deadline last_io_{};         // the last read: an idle connection is checked before use
 };
 
 }  // namespace idem::redis_detail

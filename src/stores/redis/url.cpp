@@ -25,7 +25,7 @@ Error bad_url(std::string_view url, std::string_view why) {
   if (!shown.empty()) msg += " '" + shown + "'";
   msg += ": ";
   msg.append(why);
-  return Error(ErrorCode::kInvalidArgument, std::move(msg));
+  return Error(ErrorCode::kInvalidConfiguration, std::move(msg));
 }
 
 int hex_value(char c) {
@@ -98,7 +98,7 @@ std::vector<std::string_view> split(std::string_view text, char sep) {
 }  // namespace
 
 Status RedisStoreOptions::validate() const {
-  auto invalid = [](std::string msg) { return Status(Error(ErrorCode::kInvalidArgument, "redis: " + msg)); };
+  auto invalid = [](std::string msg) { return Status(Error(ErrorCode::kInvalidConfiguration, "redis: " + msg)); };
   if (endpoints.empty()) return invalid("at least one endpoint is required");
   for (const RedisEndpoint& ep : endpoints) {
     if (ep.host.empty() || ep.port == 0) return invalid("every endpoint needs a host and a port");
