@@ -4,6 +4,7 @@
 #
 #   tools/chaos.sh --store redis --seconds 1800 --seed 42
 #   tools/chaos.sh --store sqlite --seconds 600 --workers 6 --out /tmp/chaos-run
+#   tools/chaos.sh --store postgres --seconds 600   # transactional mode: no duplicated effect at all
 #   tools/chaos.sh --help
 #
 # Every argument goes to `idem_chaos run`. Without --seed the seed comes from

@@ -54,8 +54,10 @@ if(TARGET idem_sqlite)
   endif()
   if(TARGET idem_postgres_test_support)
     # Transactional mode: zero duplicated effects, with the server killed,
-    # restarted and frozen.
-    idem_add_chaos_run(chaos_postgres --store postgres --seconds 25 --seed 1205)
+    # restarted and frozen. Workers also freeze themselves inside their open
+    # transaction (--freeze-rate): a freeze from outside lands there only by
+    # chance, and the run must see a stale commit fenced.
+    idem_add_chaos_run(chaos_postgres --store postgres --seconds 25 --seed 1205 --freeze-rate 0.015)
     # The checker must catch an effect committed apart from its completion.
     idem_add_chaos_run(chaos_postgres_planted_bug --store postgres --seconds 8 --seed 1206 --faults worker-kill,crash
                        --planted-bug split-commit --expect-violation duplicate-effect)

@@ -31,6 +31,17 @@ namespace {
 
 std::int64_t now_ms() { return now_us() / 1000; }
 
+// shown() is a store URL with its password (user:password@) masked, for the
+// run's output: even a throwaway test password stays out of logs.
+std::string shown(std::string url) {
+  const auto scheme = url.find("://");
+  const auto at = url.find('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+  const auto colon = url.find(':', scheme + 3);
+  if (colon != std::string::npos && colon < at) url.replace(colon + 1, at - colon - 1, "***");
+  return url;
+}
+
 std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
   std::stringstream in(text);
@@ -74,8 +85,8 @@ class Run {
     }
     choose_faults();
     prefix_ = "chaos:" + std::to_string(o_.seed) + ":" + std::to_string(now_ms()) + ":";
-    std::cout << "chaos: store " << o_.store << " (" << env_->url() << "), seed " << o_.seed << ", " << o_.seconds
-              << " s, " << o_.workers << " workers x " << o_.threads << " threads, lease " << o_.lease_ms
+    std::cout << "chaos: store " << o_.store << " (" << shown(env_->url()) << "), seed " << o_.seed << ", "
+              << o_.seconds << " s, " << o_.workers << " workers x " << o_.threads << " threads, lease " << o_.lease_ms
               << " ms, faults " << describe_faults() << (o_.planted_bug.empty() ? "" : ", planted bug ")
               << o_.planted_bug << "\n  run directory " << dir_ << std::endl;
 
@@ -90,6 +101,10 @@ class Run {
     while (now_ms() < until_) {
       reap(/*respawn=*/true, until_ + settle);
       thaw(/*all=*/false);
+      if (!deferred_.empty() && !any_stopped()) {
+        if (inject_store(deferred_)) ++injected;
+        deferred_.clear();
+      }
       if (!kinds_.empty() && now_ms() >= next_fault) {
         if (inject()) ++injected;
         next_fault = now_ms() + gap();
@@ -150,7 +165,10 @@ class Run {
   void choose_faults() {
     for (const std::string& f : split(o_.faults, ',')) {
       if (f == "worker-kill") kinds_.push_back("worker-kill");
-      if (f == "worker-stop") kinds_.push_back("worker-stop");
+      if (f == "worker-stop") {
+        kinds_.push_back("worker-stop");
+        self_freeze_ = o_.freeze_rate > 0;
+      }
       if (f == "crash") crash_ = true;
       if (f == "store") {
         for (const std::string& s : env_->faults()) kinds_.push_back("store:" + s);
@@ -180,6 +198,7 @@ class Run {
     if (env_->transactional()) args.emplace_back("--transactional");
     if (keys_file.empty()) {
       if (crash_) args.insert(args.end(), {"--crash-rate", std::to_string(o_.crash_rate)});
+      if (self_freeze_) args.insert(args.end(), {"--freeze-rate", std::to_string(o_.freeze_rate)});
       if (o_.planted_bug == "unfenced") args.emplace_back("--unfenced");
       if (o_.planted_bug == "split-commit") args.emplace_back("--split-commit");
     } else {
@@ -223,7 +242,18 @@ class Run {
       Slot& s = slots_[i];
       if (s.pid <= 0) continue;
       int status = 0;
-      if (::waitpid(s.pid, &status, WNOHANG) != s.pid) continue;
+      if (::waitpid(s.pid, &status, WNOHANG | WUNTRACED) != s.pid) continue;
+      if (WIFSTOPPED(status)) {
+        // A worker that froze itself (it wrote its own stop line): resume it
+        // past its lease, or at once when the faults are over.
+        if (!s.stopped) {
+          s.stopped = true;
+          s.thaw_at_ms =
+              respawn ? now_ms() + std::uniform_int_distribution<int>(o_.lease_ms * 3 / 2, o_.lease_ms * 3)(rng_) : 0;
+        }
+        if (!respawn) thaw(/*all=*/true);
+        continue;
+      }
       log(op::kExit, how(status), s.pid);
       s.pid = -1;
       // The broker hands a dead consumer's messages to a new one.
@@ -241,13 +271,29 @@ class Run {
     }
   }
 
+  bool any_stopped() const {
+    return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0 && s.stopped; });
+  }
+
+  bool inject_store(const std::string& kind) {
+    std::string error;
+    if (env_->inject(kind.substr(6), rng_, *history_, &error)) return true;
+    std::cout << "chaos: store fault " << kind << " did not happen: " << error << std::endl;
+    return false;
+  }
+
   bool inject() {
     const std::string kind = kinds_[std::uniform_int_distribution<std::size_t>(0, kinds_.size() - 1)(rng_)];
     if (kind.rfind("store:", 0) == 0) {
-      std::string error;
-      if (env_->inject(kind.substr(6), rng_, *history_, &error)) return true;
-      std::cout << "chaos: store fault " << kind << " did not happen: " << error << std::endl;
-      return false;
+      // A fault that ends every client session (a PostgreSQL restart) waits
+      // until no worker is frozen: the frozen worker's open transaction would
+      // die with its connection, and its stale commit would never reach the
+      // server to be fenced, which is what freezing it is for.
+      if (env_->ends_sessions(kind.substr(6)) && any_stopped()) {
+        if (deferred_.empty()) deferred_ = kind;
+        return false;
+      }
+      return inject_store(kind);
     }
     std::vector<std::size_t> live;
     for (std::size_t i = 0; i < slots_.size(); ++i) {
@@ -359,6 +405,8 @@ class Run {
   std::optional<HistoryWriter> history_;
   std::unique_ptr<StoreEnv> env_;
   std::vector<std::string> kinds_;
+  std::string deferred_;  // a store fault waiting for frozen workers to thaw
+  bool self_freeze_ = false;
   bool crash_ = false;
   std::string prefix_;
   std::int64_t t0_ = 0;

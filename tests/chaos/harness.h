@@ -20,13 +20,19 @@ struct RunOptions {
   int lease_ms = 600;
   // Fault kinds, comma-separated: worker-kill, worker-stop, crash (workers
   // kill themselves before, during or after the effect), store (every fault
-  // the store supports), or "none".
+  // the store supports), or "none". A kind listed twice is injected twice as
+  // often.
   std::string faults = "worker-kill,worker-stop,crash,store";
   int fault_gap_ms = 700;    // mean time between two injected faults
   double crash_rate = 0.02;  // per acquired delivery, with `crash` on
-  std::string out;           // keep the run here (default: a temporary directory)
-  bool keep = false;         // keep the directory even when the run passed
-  std::string planted_bug;   // "unfenced": workers skip fencing on complete
+  // Per acquired delivery, with `worker-stop` on: the worker SIGSTOPs itself
+  // between its effect and its completion (inside the open transaction of a
+  // transactional store), and the harness resumes it 1.5 to 3 leases later.
+  // A freeze from outside lands there only by chance.
+  double freeze_rate = 0;
+  std::string out;          // keep the run here (default: a temporary directory)
+  bool keep = false;        // keep the directory even when the run passed
+  std::string planted_bug;  // "unfenced": workers skip fencing on complete
   // Pass only if the checker reports a violation of this kind (a test that
   // the checker catches the planted bug).
   std::string expect_violation;

@@ -39,8 +39,14 @@ int main(int argc, char** argv) {
   r->add_option("--workers", run.workers, "worker processes")->capture_default_str();
   r->add_option("--threads", run.threads, "threads per worker")->capture_default_str();
   r->add_option("--lease-ms", run.lease_ms, "lease of every claim")->capture_default_str();
-  r->add_option("--faults", run.faults, "worker-kill,worker-stop,crash,store or none")->capture_default_str();
+  r->add_option("--faults", run.faults,
+                "worker-kill,worker-stop,crash,store or none (a kind listed twice comes twice as often)")
+      ->capture_default_str();
   r->add_option("--fault-gap-ms", run.fault_gap_ms, "mean time between faults")->capture_default_str();
+  r->add_option("--freeze-rate", run.freeze_rate,
+                "with worker-stop: chance a worker freezes itself between its effect and its completion, per acquired "
+                "delivery")
+      ->capture_default_str();
   r->add_option("--crash-rate", run.crash_rate, "chance a worker kills itself per acquired delivery")
       ->capture_default_str();
   r->add_option("--out", run.out, "keep the run in this (empty or new) directory");
@@ -72,6 +78,7 @@ int main(int argc, char** argv) {
   w->add_option("--deadline-ms", worker.deadline_ms);
   w->add_option("--lease-ms", worker.lease_ms);
   w->add_option("--crash-rate", worker.crash_rate);
+  w->add_option("--freeze-rate", worker.freeze_rate);
   w->add_option("--keys-file", worker.keys_file);
   w->add_flag("--audit", worker.audit);
   w->add_flag("--unfenced", worker.unfenced);

@@ -321,6 +321,7 @@ class PostgresEnv final : public StoreEnv {
   }
   std::vector<std::string> faults() const override { return {"kill", "restart", "freeze"}; }
   bool transactional() const override { return true; }
+  bool ends_sessions(const std::string& fault) const override { return fault == "kill" || fault == "restart"; }
 
   bool inject(const std::string& fault, std::mt19937_64& rng, HistoryWriter& h, std::string* error) override {
     const pid_t pid = server_->process().pid();

@@ -29,6 +29,9 @@ class StoreEnv {
   virtual bool inject(const std::string& fault, std::mt19937_64& rng, HistoryWriter& history, std::string* error) = 0;
   // transactional() is true when effects commit with the completion.
   virtual bool transactional() const { return false; }
+  // ends_sessions() is true for a fault that ends the clients' sessions with
+  // their open transactions (the harness holds it while a worker is frozen).
+  virtual bool ends_sessions(const std::string& /*fault*/) const { return false; }
 };
 
 // The table of a transactional store's effects: one row (key, token) per

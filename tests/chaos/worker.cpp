@@ -349,18 +349,24 @@ class Worker {
     sleep_ms(between(o_.effect_min_ms, o_.effect_max_ms) / 2);
     log(proc, op::kEffectEnd, k, token, "-", 0);
     if (crashing && crash_phase == 2) crash(proc, k, token, "after_effect");
+    if (chance(o_.freeze_rate) && now_ms() < o_.until_ms - 1000) {
+      // Frozen past the lease right before completing: the harness sees it
+      // stopped and resumes it later, and the completion must be fenced.
+      log(proc, op::kStop, k, token, "self", ::getpid());
+      ::kill(::getpid(), SIGSTOP);
+    }
 
+    CompleteRequest done;
+    done.key = key;
+    done.token = token;
+    const std::string result = result_for(token);
+    done.result = result;
+    done.ttl = req.ttl;
     if (tx.ok() && tx->has_value()) {
       // Transactional mode: the row and the COMPLETED record commit together,
       // fenced by the token. After an error the outcome may be unknown (the
       // commit was sent): the redelivery finds the key completed or takes it
       // over, so nothing is retried here.
-      CompleteRequest done;
-      done.key = key;
-      done.token = token;
-      const std::string result = result_for(token);
-      done.result = result;
-      done.ttl = req.ttl;
       log(proc, op::kCompleteInv, k, token, "-", 0);
       Status st = (*tx)->commit_completed(done);
       if (st) {
@@ -373,12 +379,6 @@ class Worker {
 
     // Completion, retried on store errors while the lease may still be ours
     // (plus one lease of grace: with nobody taking over it still lands).
-    CompleteRequest done;
-    done.key = key;
-    done.token = token;
-    const std::string result = result_for(token);
-    done.result = result;
-    done.ttl = req.ttl;
     for (int attempt = 0;; ++attempt) {
       log(proc, op::kCompleteInv, k, token, "-", 0);
       Status st = store_->complete(done);

@@ -40,6 +40,7 @@ struct WorkerOptions {
   int effect_max_ms = 30;
   int pause_max_ms = 10;    // idle time between deliveries
   double crash_rate = 0;    // per acquired delivery: SIGKILL itself at a random phase
+  double freeze_rate = 0;   // per acquired delivery: SIGSTOP itself before completing (the harness resumes it)
   double fail_rate = 0.05;  // per acquired delivery: a retryable handler failure
   int terminal_every = 37;  // keys k with k % terminal_every == 0 fail terminally (0: none)
   double extend_rate = 0.3;

@@ -89,30 +89,17 @@ class StoreFactory {
   virtual std::shared_ptr<idem::Store> open() = 0;
 };
 
-#ifdef IDEM_TEST_REDIS
-// One redis-server for the whole binary: each test uses its own key prefix.
-idem::test::RedisServer* shared_redis(std::string* error) {
-  static std::unique_ptr<idem::test::RedisServer> server;
+// One server of each kind for the whole binary (redis-server, PostgreSQL,
+// whose initdb takes a second): each test uses its own key prefix.
+template <typename Server>
+Server* shared_server(std::string* error) {
+  static std::unique_ptr<Server> server;
   static std::string start_error;
   static std::once_flag once;
-  std::call_once(once, [] { server = idem::test::RedisServer::start({}, &start_error); });
+  std::call_once(once, [] { server = Server::start({}, &start_error); });
   if (!server) *error = start_error;
   return server.get();
 }
-#endif
-
-#ifdef IDEM_TEST_POSTGRES
-// One PostgreSQL for the whole binary (initdb takes a second): each test uses
-// its own key prefix, all in one schema.
-idem::test::PostgresServer* shared_postgres(std::string* error) {
-  static std::unique_ptr<idem::test::PostgresServer> server;
-  static std::string start_error;
-  static std::once_flag once;
-  std::call_once(once, [] { server = idem::test::PostgresServer::start({}, &start_error); });
-  if (!server) *error = start_error;
-  return server.get();
-}
-#endif
 
 std::shared_ptr<idem::Store> open_store(const std::string& kind, idem::test::TempDir& dir, std::string* skip) {
   std::string url;
@@ -127,7 +114,7 @@ std::shared_ptr<idem::Store> open_store(const std::string& kind, idem::test::Tem
       return nullptr;
     }
     std::string error;
-    auto* server = shared_redis(&error);
+    auto* server = shared_server<idem::test::RedisServer>(&error);
     if (server == nullptr) {
       *skip = "redis-server did not start: " + error;
       return nullptr;
@@ -144,7 +131,7 @@ std::shared_ptr<idem::Store> open_store(const std::string& kind, idem::test::Tem
       return nullptr;
     }
     std::string error;
-    auto* server = shared_postgres(&error);
+    auto* server = shared_server<idem::test::PostgresServer>(&error);
     if (server == nullptr) {
       *skip = "PostgreSQL did not start: " + error;
       return nullptr;
