@@ -24,13 +24,14 @@ std::string denied_command(std::string_view text) {
 // of them (Redis names only the script's SHA-1 then).
 std::string script_needs(std::string_view text) {
   static constexpr std::array<std::pair<ScriptId, std::string_view>, kScriptCount> kNeeds{{
-      {kClaim, "the claim script calls TIME, SET and PEXPIRETIME"},
+      {kClaim, "the claim script calls TIME, GET, SET and PEXPIRETIME"},
       {kFinish, "the complete/fail script calls GET, TIME, SET and PUBLISH (channel idem:settled:<key>)"},
       {kSwap, "the complete/fail swap script calls GET and SET"},
       {kExtend, "the extend script calls GET, TIME, SET and PEXPIRETIME"},
       {kCheckpoint, "the checkpoint script calls GET, SET and PEXPIRETIME"},
       {kGet, "the get script calls GET and PEXPIRETIME"},
       {kWatch, "the wait_settled script calls GET, TIME, SET and PEXPIRETIME"},
+      {kJsonOwner, "the JSON record script calls GET, TIME, SET and PUBLISH (channel idem:settled:<key>)"},
   }};
   for (const auto& [id, needs] : kNeeds) {
     if (text.find(scripts()[id].sha) != std::string_view::npos) return std::string(needs);
