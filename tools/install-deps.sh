@@ -36,6 +36,7 @@ packages=(
   doxygen     # the API reference (target idem_docs)
   openssl ca-certificates
   curl  # the HTTP middleware's smoke test drives idem webhook-demo with a real curl
+  python3 python3-redis  # redis_migration_test: a consumer of the original Python module in the mixed fleet
 )
 # Extra packages, space-separated (for a tool of your own).
 read -r -a extra <<<"${IDEM_EXTRA_PACKAGES:-}"

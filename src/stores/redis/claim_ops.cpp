@@ -295,6 +295,15 @@ std::optional<Result<ClaimOutcome>> read_json_swap(Call& c, const OwnedClaim& r,
   return Result<ClaimOutcome>(std::move(out));
 }
 
+// name_key() makes a script's "not a record" error name the key, as the
+// client's decoders do.
+Result<ClaimOutcome> name_key(Result<ClaimOutcome> r, std::string_view key) {
+  if (r || r.error().code() != ErrorCode::kCorrupt || r.error().message().find(key) != std::string::npos) return r;
+  return Error(ErrorCode::kCorrupt, "redis: the value at '" + std::string(key) +
+                                        "' is neither an Idem record nor one of the original module (" +
+                                        r.error().message() + "); left as it is");
+}
+
 // One claim step of one request: read the reply of `c`; when the script must
 // decide, turn `c` into the script call and say so.
 std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Token& token, std::string& record,
@@ -320,7 +329,7 @@ std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Tok
       if (!d) return Result<ClaimOutcome>(std::move(d).error());
       return decide_json(c, r, old, std::move(*d), now_us, js);
     }
-    return read_script_claim(c, r, o, maybe_executed, redis_answered);
+    return name_key(read_script_claim(c, r, o, maybe_executed, redis_answered), r.key);
   }
   ClaimReading reading = read_plain_claim(c, r, token, o, maybe_executed, redis_answered);
   if (reading.outcome) return std::move(*reading.outcome);

@@ -28,6 +28,8 @@ constexpr milliseconds kLegacyTtl{24 * 3600 * 1000};
 constexpr long long kMaxMs = 4'000'000'000'000'000LL;
 constexpr long long kMaxToken = 4'000'000'000'000'000'000LL;
 constexpr int kMaxDepth = 256;
+// 9999-12-31T23:59:59.999Z: the last instant with a four-digit year.
+constexpr long long kMaxIsoMs = 253'402'300'799'999LL;
 
 // Scanner checks that a JSON value is well formed and returns its extent.
 class Scanner {
@@ -411,7 +413,7 @@ Result<DecodedRecord> decode_json_record(std::string_view key, std::string_view 
   const Json first = member("first_seen_at");
   std::optional<Timestamp> first_seen;
   if (first.is_string()) first_seen = parse_iso8601(first.get_ref<const std::string&>());
-  if (!first_seen || first_seen->time_since_epoch().count() < 0 || first_seen->time_since_epoch().count() > kMaxMs) {
+  if (!first_seen || first_seen->time_since_epoch().count() < 0 || first_seen->time_since_epoch().count() > kMaxIsoMs) {
     return corrupt("first_seen_at is not an ISO 8601 date-time");
   }
   rec.first_seen_at = *first_seen;
@@ -419,7 +421,7 @@ Result<DecodedRecord> decode_json_record(std::string_view key, std::string_view 
   if (!completed.is_null()) {
     std::optional<Timestamp> at;
     if (completed.is_string()) at = parse_iso8601(completed.get_ref<const std::string&>());
-    if (!at || at->time_since_epoch().count() < 0 || at->time_since_epoch().count() > kMaxMs) {
+    if (!at || at->time_since_epoch().count() < 0 || at->time_since_epoch().count() > kMaxIsoMs) {
       return corrupt("completed_at is not an ISO 8601 date-time");
     }
     rec.completed_at = *at;
@@ -535,8 +537,11 @@ std::optional<std::string> encode_json_record(std::string_view key, const Idempo
   const auto event_type = json_string(r.event_type);
   const auto fingerprint = json_string(r.fingerprint);
   if (!event_id || !event_type || !fingerprint) return std::nullopt;
-  for (const Timestamp t : {r.first_seen_at, r.lease_expires_at, r.expires_at, r.completed_at.value_or(Timestamp{})}) {
+  for (const Timestamp t : {r.lease_expires_at, r.expires_at}) {
     if (t.time_since_epoch().count() < 0 || t.time_since_epoch().count() > kMaxMs) return std::nullopt;
+  }
+  for (const Timestamp t : {r.first_seen_at, r.completed_at.value_or(Timestamp{})}) {
+    if (t.time_since_epoch().count() < 0 || t.time_since_epoch().count() > kMaxIsoMs) return std::nullopt;
   }
   std::string out;
   out.reserve(320 + (r.result ? r.result->size() : 0) + (r.error ? r.error->size() : 0));

@@ -87,6 +87,11 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
   std::optional<Result<Unit>> interpret() override {
     Call& c = calls_[0];
     Result<long long> read = read_owner_reply(c.reply.get(), what_, maybe_executed_);
+    if (!read && read.error().code() == ErrorCode::kCorrupt) {
+      return Result<Unit>(Error(ErrorCode::kCorrupt, "redis: " + std::string(what_) + " of '" + key_ +
+                                                         "': the value there is not an Idem record (" +
+                                                         read.error().message() + "); left as it is"));
+    }
     if (!read) return Result<Unit>(std::move(read).error());
     const long long code = *read;
     if (c.script == kSwap) {
