@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -157,15 +158,99 @@ class Scanner {
 
 using Json = nlohmann::json;
 
-// parse() is nlohmann's parse without exceptions: discarded on any error.
-Json parse(std::string_view text) { return Json::parse(text, nullptr, /*allow_exceptions=*/false); }
+// utf8_valid() is true for well-formed UTF-8 (no overlong forms, no
+// surrogates, nothing above U+10FFFF), what nlohmann::json and Python accept.
+bool utf8_valid(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t n = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (std::size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+// parse() is nlohmann's parse without exceptions (discarded on any error),
+// with the members of a record (plain strings, integers, literals) read
+// directly: they are most of a record, and the lexer was most of its cost.
+// `text` is one value the Scanner accepted.
+Json parse(std::string_view text) {
+  if (text.size() >= 2 && text.front() == '"' && text.find('\\') == std::string_view::npos) {
+    const std::string_view inner = text.substr(1, text.size() - 2);
+    if (!utf8_valid(inner)) return Json(Json::value_t::discarded);
+    return Json(std::string(inner));
+  }
+  if (!text.empty() && text.size() <= 18 &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    long long v = 0;
+    std::from_chars(text.data(), text.data() + text.size(), v);
+    return Json(v);
+  }
+  if (text == "null") return Json();
+  if (text == "true") return Json(true);
+  if (text == "false") return Json(false);
+  return Json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+// valid_json() is Json::accept() for a value the Scanner accepted: only
+// UTF-8 (and, through a \u escape, surrogate pairs) is left to check.
+bool valid_json(std::string_view text) {
+  if (text.find("\\u") == std::string_view::npos) return utf8_valid(text);
+  return Json::accept(text);
+}
 
 std::optional<std::string> json_string(std::string_view text) {
-  try {
-    return Json(std::string(text)).dump();
-  } catch (const Json::exception&) {  // not UTF-8
-    return std::nullopt;
+  if (!utf8_valid(text)) return std::nullopt;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += ch;
+        }
+    }
   }
+  out += '"';
+  return out;
 }
 
 std::string lossy_json_string(std::string_view text) {
@@ -202,7 +287,7 @@ bool storable_as_object(std::string_view text) {
   Scanner sc(text);
   std::vector<std::pair<std::string_view, std::string_view>> members;
   if (!sc.members(0, &members) || !sc.at_end()) return false;
-  if (!Json::accept(text)) return false;  // UTF-8, and what the scanner lets through
+  if (!valid_json(text)) return false;  // UTF-8, and what the scanner lets through
   if (members.size() == 1) {
     const Json k = parse(members[0].first);
     if (k == "idem_value" || k == "idem_base64") return false;
@@ -454,9 +539,11 @@ Result<DecodedRecord> decode_json_record(std::string_view key, std::string_view 
       }
     }
     if (!rec.result) {
-      if (!Json::accept(*text)) return corrupt("result is not valid JSON");
+      if (!valid_json(*text)) return corrupt("result is not valid JSON");
       if (legacy) {
-        rec.result = nlohmann::ordered_json::parse(*text).dump();
+        const auto j = nlohmann::ordered_json::parse(*text, nullptr, /*allow_exceptions=*/false);
+        if (j.is_discarded()) return corrupt("result is not valid JSON");
+        rec.result = j.dump();
       } else {
         rec.result = std::string(*text);
       }
@@ -546,7 +633,9 @@ std::optional<std::string> encode_json_record(std::string_view key, const Idempo
   std::string out;
   out.reserve(320 + (r.result ? r.result->size() : 0) + (r.error ? r.error->size() : 0));
   out += "{\"idempotency_key\":";
-  out += lossy_json_string(model_key(key));
+  const std::string_view shown = model_key(key);
+  std::optional<std::string> shown_json = json_string(shown);
+  out += shown_json ? *shown_json : lossy_json_string(shown);
   out += ",\"event_id\":" + *event_id;
   out += ",\"event_type\":" + *event_type;
   out += ",\"status\":\"";
