@@ -462,7 +462,7 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
 
 // check_json_claim() refuses, in layout=json, what a JSON record cannot hold.
 Status check_json_claim(const ClaimRequest& r, const RedisStoreOptions& o) {
-  if (o.layout != RedisLayout::kJson || new_json_claim(r, 1)) return {};
+  if (o.layout != RedisLayout::kJson || json_claimable(r)) return {};
   return Error(ErrorCode::kInvalidArgument,
                "redis: layout=json stores the event id, type and fingerprint as JSON "
                "strings; these must be UTF-8");

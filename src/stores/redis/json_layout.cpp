@@ -663,6 +663,10 @@ std::optional<std::string> encode_json_record(std::string_view key, const Idempo
   return out;
 }
 
+bool json_claimable(const ClaimRequest& r) {
+  return utf8_valid(r.event_id) && utf8_valid(r.event_type) && utf8_valid(r.fingerprint);
+}
+
 std::optional<NewClaim> new_json_claim(const ClaimRequest& request, Token token) {
   const long long first = static_cast<long long>(token / 1000);
   IdempotencyRecord r;

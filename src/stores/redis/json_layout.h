@@ -63,6 +63,10 @@ Result<DecodedRecord> decode_json_record(std::string_view key, std::string_view 
 // cannot be written (an event id or type that is not UTF-8, no expiry).
 std::optional<std::string> encode_json_record(std::string_view key, const IdempotencyRecord& record);
 
+// json_claimable() is false when a claim's event id, type or fingerprint is
+// not UTF-8: the JSON layout stores them as JSON strings.
+bool json_claimable(const ClaimRequest& request);
+
 // new_json_claim() is new_claim_record() in the JSON layout.
 std::optional<NewClaim> new_json_claim(const ClaimRequest& request, Token token);
 
