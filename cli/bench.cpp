@@ -1,13 +1,20 @@
 // `idem bench`: the load generator behind the published figures. It drives
-// the library's real API (the guard, the wrapper, or claim_many through the
-// checker for --batch), never raw store calls, and checks the promise itself:
-// every unique key's handler ran exactly once.
+// the library's real API (the guard, its asynchronous form, the wrapper, or
+// claim_many through the checker for --batch), never raw store calls, and
+// checks the promise itself: every unique key's handler ran exactly once.
+//
+// It is safe on a shared store: it touches only its own keys (a scope of its
+// own per run), measures bytes per record on a sample of them, and never
+// walks the rest of the store.
+#include <time.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -18,6 +25,7 @@
 #include <vector>
 
 #include "common.h"
+#include "counting_store.h"
 #include "idem/core/checker.h"
 #include "idem/core/handler.h"
 #include "idem/core/metrics.h"
@@ -39,34 +47,13 @@ struct BenchOptions {
   std::size_t batch = 1;
   std::size_t result_bytes = 64;
   std::string api = "guard";
+  std::size_t inflight = 64;
   std::uint64_t seed = 42;
   bool keep = false;
   std::string metrics_out;
   std::string metrics_listen;
   std::string metrics_linger = "0";
   std::string snapshot_interval = "10s";
-};
-
-// Counts store calls (round trips) without a shared hot cache line.
-class CallCounter final : public Observer {
- public:
-  void on_store_call(std::string_view, StoreOp, std::chrono::nanoseconds, const Error*) override {
-    thread_local const std::size_t stripe = next_stripe_.fetch_add(1, std::memory_order_relaxed) % kStripes;
-    counts_[stripe].value.fetch_add(1, std::memory_order_relaxed);
-  }
-  std::uint64_t total() const {
-    std::uint64_t sum = 0;
-    for (const auto& c : counts_) sum += c.value.load(std::memory_order_relaxed);
-    return sum;
-  }
-
- private:
-  static constexpr std::size_t kStripes = 16;
-  struct alignas(64) Padded {
-    std::atomic<std::uint64_t> value{0};
-  };
-  std::array<Padded, kStripes> counts_{};
-  static inline std::atomic<std::size_t> next_stripe_{0};
 };
 
 struct Tally {
@@ -121,6 +108,12 @@ std::string run_id() {
   return buffer.data();
 }
 
+std::int64_t thread_cpu_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
 std::string format_count(double value) {
   std::array<char, 32> buffer{};
   std::snprintf(buffer.data(), buffer.size(), "%.0f", value);
@@ -145,24 +138,33 @@ std::string format_us(std::int64_t ns) {
 }
 
 int run_bench(const BenchOptions& options) {
-  if (options.api != "guard" && options.api != "wrapper") {
-    throw CliError(kExitUsage, "invalid --api '" + options.api + "' (guard or wrapper)");
+  if (options.api != "guard" && options.api != "wrapper" && options.api != "async") {
+    throw CliError(kExitUsage, "invalid --api '" + options.api + "' (guard, async or wrapper)");
+  }
+  if (options.api == "async" && options.batch > 1) {
+    throw CliError(kExitUsage, "--api async and --batch do not combine (--batch drives claim_many)");
   }
   if (options.events > 0xffff'ffffU) throw CliError(kExitUsage, "--events must be below 2^32");
   const std::string url = effective_store_url(options.common);
   auto opened = open_store(url);
   if (!opened) throw CliError(kExitError, "cannot open store " + redact_url(url) + ": " + opened.error().to_string());
-  std::shared_ptr<Store> store = std::move(*opened);
+  // Store calls are counted by a decorator, not an observer: with no
+  // observer the guard runs its real, unobserved fast path.
+  auto counted = std::make_shared<CountingStore>(std::move(*opened));
+  std::shared_ptr<Store> store = counted;
+  // The first error must be the real one: a bad address, a wrong CA or a
+  // refused password, not the "circuit breaker open" that a run of failed
+  // calls would trip later.
+  if (Status reachable = store->ping(); !reachable) {
+    throw CliError(kExitError, "store " + redact_url(url) + " does not answer: " + reachable.error().to_string());
+  }
 
-  auto calls = std::make_shared<CallCounter>();
   std::shared_ptr<MetricsRegistry> metrics;
   CheckerOptions checker_options;
   checker_options.key.scope = "idem-bench-" + run_id();
-  checker_options.observer = calls;
   if (!options.metrics_out.empty() || !options.metrics_listen.empty()) {
     metrics = std::make_shared<MetricsRegistry>(MetricsOptions{.store = std::string(store->kind())});
-    checker_options.observer =
-        std::make_shared<CompositeObserver>(std::vector<std::shared_ptr<Observer>>{calls, metrics});
+    checker_options.observer = metrics;
   }
   auto checker = std::make_shared<IdempotencyChecker>(store, checker_options);
 
@@ -193,15 +195,13 @@ int run_bench(const BenchOptions& options) {
   const std::string result(std::max<std::size_t>(options.result_bytes, 2), 'x');
   const std::string json_result = "\"" + result.substr(0, result.size() - 2) + "\"";  // a JSON string of K bytes
 
-  std::optional<std::uint64_t> bytes_before;
-  if (auto stats = store->stats(); stats && stats->bytes) bytes_before = *stats->bytes;
-
   Tally tally;
   std::vector<std::atomic<std::uint32_t>> runs_per_key(unique);
   std::vector<std::int64_t> latency_ns(options.events, 0);
   std::atomic<std::size_t> next{0};
 
   IdempotentEventProcessor processor(checker);
+  const bool async = options.api == "async";
   thread_local bool executed_here = false;
   auto wrapped = idempotent_event_handler(
       [&](const Envelope& envelope) {
@@ -211,6 +211,81 @@ int run_bench(const BenchOptions& options) {
         return json_result;
       },
       HandlerOptions{.checker = checker});
+
+  // --api async: the handler finishes at once; what is measured is the
+  // guard's asynchronous path and the store's pipelining.
+  const IdempotentEventProcessor::AsyncHandler async_handler = [&](const Envelope& envelope, ProcessingContext&,
+                                                                   IdempotentEventProcessor::Completion completion) {
+    tally.executions.fetch_add(1, std::memory_order_relaxed);
+    runs_per_key[std::stoul(envelope.event_id.substr(1))].fetch_add(1, std::memory_order_relaxed);
+    completion.succeed(json_result);
+  };
+  auto count_async = [&](std::size_t i, const IdempotentEventProcessor::AsyncOutcome& outcome,
+                         SteadyClock::time_point start) {
+    if (outcome.exception) {
+      try {
+        std::rethrow_exception(outcome.exception);
+      } catch (const std::exception& e) {
+        tally.error(e.what());
+      } catch (...) {
+        tally.error("unknown exception");
+      }
+    } else if (outcome.status == ClaimStatus::kCompleted) {
+      tally.replayed.fetch_add(1, std::memory_order_relaxed);
+    } else if (outcome.status == ClaimStatus::kInProgress) {
+      tally.in_progress.fetch_add(1, std::memory_order_relaxed);
+    } else if (outcome.status != ClaimStatus::kAcquired) {
+      tally.other_duplicates.fetch_add(1, std::memory_order_relaxed);
+    }
+    latency_ns[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - start).count();
+    tally.done.fetch_add(1, std::memory_order_relaxed);
+  };
+
+  // One thread keeps up to --inflight events in flight: it starts events
+  // until the window is full, then sleeps until the completions (on the
+  // store's I/O threads) have drained it to three quarters, so that it is
+  // woken once per batch of completions rather than once per event. Stores
+  // that answer inline (memory, SQLite) finish each event inside
+  // process_async(), so the window never holds more than one.
+  auto run_async = [&] {
+    struct Window {
+      std::mutex mutex;
+      std::condition_variable drained;
+      std::size_t in_flight = 0;
+      bool waiting = false;
+    };
+    auto window = std::make_shared<Window>();
+    const std::size_t limit = std::max<std::size_t>(options.inflight, 1);
+    const std::size_t low_water = limit - std::max<std::size_t>(limit / 4, 1);
+    while (true) {
+      const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= options.events) break;
+      {
+        std::unique_lock lock(window->mutex);
+        if (window->in_flight >= limit) {
+          window->waiting = true;
+          window->drained.wait(lock, [&] { return window->in_flight <= low_water; });
+          window->waiting = false;
+        }
+        ++window->in_flight;
+      }
+      const auto start = SteadyClock::now();
+      processor.process_async(envelopes[sequence[i]], async_handler,
+                              [&count_async, window, low_water, i, start](IdempotentEventProcessor::AsyncOutcome o) {
+                                count_async(i, o, start);
+                                bool wake = false;
+                                {
+                                  std::lock_guard lock(window->mutex);
+                                  --window->in_flight;
+                                  wake = window->waiting && window->in_flight <= low_water;
+                                }
+                                if (wake) window->drained.notify_one();
+                              });
+    }
+    std::unique_lock lock(window->mutex);
+    window->waiting = true;
+    window->drained.wait(lock, [&] { return window->in_flight == 0; });
+  };
 
   auto run_one = [&](std::size_t i) {
     const std::uint32_t k = sequence[i];
@@ -279,20 +354,29 @@ int run_bench(const BenchOptions& options) {
   };
 
   const std::size_t batch = std::max<std::size_t>(options.batch, 1);
+  // CPU time of the caller threads: on a machine shared with other work the
+  // wall-clock rate says more about the neighbours than about Idem.
+  std::atomic<std::int64_t> worker_cpu_ns{0};
   const auto started = SteadyClock::now();
   std::vector<std::thread> workers;
   for (std::size_t t = 0; t < std::max<std::size_t>(options.concurrency, 1); ++t) {
     workers.emplace_back([&] {
-      while (true) {
-        const std::size_t first = next.fetch_add(batch, std::memory_order_relaxed);
-        if (first >= options.events) break;
-        const std::size_t count = std::min(batch, options.events - first);
-        if (batch == 1) {
-          run_one(first);
-        } else {
-          run_batch(first, count);
+      const std::int64_t cpu_start = thread_cpu_ns();
+      if (async) {
+        run_async();
+      } else {
+        while (true) {
+          const std::size_t first = next.fetch_add(batch, std::memory_order_relaxed);
+          if (first >= options.events) break;
+          const std::size_t count = std::min(batch, options.events - first);
+          if (batch == 1) {
+            run_one(first);
+          } else {
+            run_batch(first, count);
+          }
         }
       }
+      worker_cpu_ns.fetch_add(thread_cpu_ns() - cpu_start, std::memory_order_relaxed);
     });
   }
 
@@ -322,12 +406,31 @@ int run_bench(const BenchOptions& options) {
   if (reporter.joinable()) reporter.join();
   progress.clear();
 
-  const std::uint64_t store_calls = calls->total();
+  const std::uint64_t store_calls = counted->total();
+  // Bytes per record from a sample of this run's own records, one lookup
+  // each: on a shared store a before/after total would walk (or be skewed
+  // by) everybody else's records.
   std::optional<double> bytes_per_record;
-  if (auto stats = store->stats(); stats && stats->bytes && bytes_before && unique > 0) {
-    bytes_per_record =
-        static_cast<double>(static_cast<std::int64_t>(*stats->bytes) - static_cast<std::int64_t>(*bytes_before)) /
-        static_cast<double>(unique);
+  std::string bytes_error;
+  {
+    constexpr std::size_t kSamples = 100;
+    const std::size_t samples = std::min(unique, kSamples);
+    std::uint64_t total = 0;
+    std::size_t measured = 0;
+    for (std::size_t j = 0; j < samples; ++j) {
+      auto key = checker->key_for(envelopes[j * unique / samples]);
+      if (!key) continue;
+      auto bytes = store->approximate_record_bytes(*key);
+      if (!bytes) {
+        bytes_error = bytes.error().to_string();
+        break;
+      }
+      if (*bytes) {
+        total += **bytes;
+        ++measured;
+      }
+    }
+    if (measured > 0) bytes_per_record = static_cast<double>(total) / static_cast<double>(measured);
   }
   if (!options.metrics_out.empty()) {
     std::ofstream out(options.metrics_out);
@@ -350,18 +453,29 @@ int run_bench(const BenchOptions& options) {
   const std::int64_t p999 = percentile(sorted, 0.999);
   const std::int64_t max = sorted.empty() ? 0 : sorted.back();
   const double events_per_s = elapsed > 0 ? static_cast<double>(options.events) / elapsed : 0;
+  const double cpu_us_per_event =
+      options.events > 0 ? static_cast<double>(worker_cpu_ns.load()) / 1e3 / static_cast<double>(options.events) : 0;
   const std::uint64_t executions = tally.executions.load();
   const bool once = executions == unique && keys_run_twice == 0 && keys_never_run == 0;
   const std::uint64_t errors = tally.errors.load();
 
-  // Remove what the run wrote (not timed), unless asked to keep it.
+  // Remove what the run wrote (not timed), unless asked to keep it. A
+  // failed removal is reported: records left behind must not go unnoticed.
+  std::uint64_t cleanup_failures = 0;
+  std::string cleanup_error;
   if (!options.keep) {
     for (const Envelope& envelope : envelopes) {
-      if (auto key = checker->key_for(envelope)) (void)store->remove(*key);
+      auto key = checker->key_for(envelope);
+      if (!key) continue;
+      if (auto removed = store->remove(*key); !removed && cleanup_failures++ == 0) {
+        cleanup_error = removed.error().to_string();
+      }
     }
   }
 
-  const std::string api = batch > 1 ? "checker.claim_many" : options.api;
+  std::string api = options.api;
+  if (batch > 1) api = "checker.claim_many";
+  if (async) api = "guard.process_async";
   if (options.common.json) {
     nlohmann::json out{
         {"store", redact_url(url)},
@@ -376,6 +490,7 @@ int run_bench(const BenchOptions& options) {
         {"result_bytes", options.result_bytes},
         {"elapsed_s", elapsed},
         {"events_per_s", events_per_s},
+        {"caller_cpu_us_per_event", cpu_us_per_event},
         {"latency_us",
          {{"p50", static_cast<double>(p50) / 1e3},
           {"p99", static_cast<double>(p99) / 1e3},
@@ -394,13 +509,22 @@ int run_bench(const BenchOptions& options) {
         {"store_calls_per_event",
          options.events > 0 ? static_cast<double>(store_calls) / static_cast<double>(options.events) : 0.0},
         {"bytes_per_record", bytes_per_record ? nlohmann::json(*bytes_per_record) : nlohmann::json(nullptr)},
+        {"bytes_per_record_error", bytes_error},
+        {"inflight", async ? nlohmann::json(options.inflight) : nlohmann::json(nullptr)},
+        {"cleanup_failures", cleanup_failures},
+        {"cleanup_first_error", cleanup_error},
     };
     std::cout << out.dump() << '\n';
   } else {
+    std::string shape;
+    if (batch > 1) shape = ", batch " + std::to_string(batch);
+    if (async) shape = ", " + std::to_string(options.inflight) + " in flight per thread";
     std::printf("idem bench: %s via %s, %zu events (%zu unique keys, %zu re-deliveries), concurrency %zu%s\n",
                 redact_url(url).c_str(), api.c_str(), options.events, unique, options.events - unique,
-                options.concurrency, batch > 1 ? (", batch " + std::to_string(batch)).c_str() : "");
+                options.concurrency, shape.c_str());
     std::printf("  throughput     %s events/s (%.3f s)\n", format_count(events_per_s).c_str(), elapsed);
+    std::printf("  caller CPU     %.2f us per event (%s events per CPU-second of the calling threads)\n",
+                cpu_us_per_event, format_count(cpu_us_per_event > 0 ? 1e6 / cpu_us_per_event : 0).c_str());
     std::printf("  latency        p50 %s   p99 %s   p999 %s   max %s\n", format_us(p50).c_str(), format_us(p99).c_str(),
                 format_us(p999).c_str(), format_us(max).c_str());
     std::printf("  handler runs   %llu, unique keys %zu: %s\n", static_cast<unsigned long long>(executions), unique,
@@ -412,9 +536,12 @@ int run_bench(const BenchOptions& options) {
     std::printf("  store calls    %.2f per event\n",
                 options.events > 0 ? static_cast<double>(store_calls) / static_cast<double>(options.events) : 0.0);
     if (bytes_per_record) {
-      std::printf("  bytes/record   %.0f\n", *bytes_per_record);
+      std::printf("  bytes/record   %.0f (estimated by the store on a sample of this run's records)\n",
+                  *bytes_per_record);
+    } else if (!bytes_error.empty()) {
+      std::printf("  bytes/record   unknown (%s)\n", bytes_error.c_str());
     } else {
-      std::printf("  bytes/record   unknown (the store does not report its size)\n");
+      std::printf("  bytes/record   unknown (the store does not estimate a record's size)\n");
     }
     std::printf("  errors         %llu%s%s\n", static_cast<unsigned long long>(errors), errors ? ", first: " : "",
                 tally.first_error.c_str());
@@ -432,6 +559,11 @@ int run_bench(const BenchOptions& options) {
   }
   if (errors != 0) {
     throw CliError(kExitError, std::to_string(errors) + " deliveries failed; first: " + tally.first_error);
+  }
+  if (cleanup_failures != 0) {
+    throw CliError(kExitError,
+                   std::to_string(cleanup_failures) +
+                       " of the run's records could not be removed (they stay in the store); first: " + cleanup_error);
   }
   return kExitOk;
 }
@@ -454,7 +586,14 @@ void add_bench_command(CLI::App& app, Action& action) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
   command->add_option("--result-bytes", options->result_bytes, "Size of each stored result (default 64)")
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
-  command->add_option("--api", options->api, "guard (IdempotentEventProcessor) or wrapper (idempotent_event_handler)");
+  command->add_option("--api", options->api,
+                      "guard (IdempotentEventProcessor::process), async (process_async, --inflight events in flight "
+                      "per thread) or wrapper (idempotent_event_handler)");
+  command
+      ->add_option("--inflight", options->inflight,
+                   "With --api async: events in flight per thread (default 64; stores that answer inline, memory "
+                   "and SQLite, finish each event before the next starts)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}));
   command->add_option("--seed", options->seed, "Seed of the delivery sequence (default 42)");
   command->add_flag("--keep", options->keep, "Keep the records written (default: delete them afterwards)");
   command->add_option("--metrics-out", options->metrics_out,

@@ -59,13 +59,18 @@ std::string effective_store_url(const CommonOptions& options);
 // Hides the password of "scheme://user:password@host" URLs for display.
 std::string redact_url(std::string_view url);
 
-// What a subcommand does with the store. Inspection (get, list, stats)
-// never creates one: a mistyped path must say that nothing is there, not
-// show an empty store.
-enum class Access : std::uint8_t { kInspect, kModify };
+// What a subcommand does with the store. Only kModify creates a store that
+// does not exist: commands that work on existing records (get, list, stats,
+// delete, sweep) must say that nothing is at a mistyped path, not show or
+// change an empty store they just made.
+enum class Access : std::uint8_t {
+  kInspect,         // get, list, stats: read existing records
+  kModifyExisting,  // delete, sweep: change existing records
+  kModify,          // may create the store (bench, demo)
+};
 
-// Opens the store or throws CliError(kExitError) naming the URL. With
-// kInspect, a store that does not exist is reported (nothing is created).
+// Opens the store or throws CliError(kExitError) naming the URL. Except
+// with kModify, a store that does not exist is reported (nothing is created).
 std::shared_ptr<Store> open_store_or_throw(const CommonOptions& options, Access access = Access::kModify);
 
 // A note on stderr when the store is memory://: a fresh process sees an

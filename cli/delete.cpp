@@ -37,7 +37,7 @@ int run_delete(const DeleteOptions& options) {
     throw CliError(kExitUsage, "refusing to delete '" + options.key +
                                    "' without confirmation: stdin is not a terminal (pass --yes)");
   }
-  auto store = open_store_or_throw(options.common);
+  auto store = open_store_or_throw(options.common, Access::kModifyExisting);
   warn_if_process_local(*store, options.common);
   auto found = find_record(*store, options.key, options.scope);
   if (!found) throw CliError(kExitNotFound, "no record for key '" + options.key + "'");

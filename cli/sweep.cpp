@@ -24,7 +24,7 @@ struct SweepOptions {
 
 int run_sweep(const SweepOptions& options) {
   const auto older_than = parse_duration(options.older_than);
-  auto store = open_store_or_throw(options.common);
+  auto store = open_store_or_throw(options.common, Access::kModifyExisting);
   warn_if_process_local(*store, options.common);
   const bool json = options.common.json;
 

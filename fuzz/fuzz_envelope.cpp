@@ -7,6 +7,9 @@
 //   - parse(to_json()) gives back the same envelope (re-publishing an event
 //     must not change its key or its payload fingerprint);
 //   - the payload is canonical: re-canonicalizing it changes nothing;
+//   - the input itself, set by hand as a payload, fingerprints like its
+//     canonical form (the fingerprint's fast path for canonical text must
+//     never disagree with parse + dump);
 //   - a rejection is kInvalidArgument with a message, never another code.
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +36,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // is_rfc3339 is noexcept and sees raw peer text: it must accept or reject
   // anything without reading out of bounds.
   (void)idem::is_rfc3339(input);
+
+  idem::Envelope raw;
+  raw.payload = std::string(input);
+  const std::string raw_fingerprint = raw.payload_fingerprint();
+  if (raw_fingerprint.size() != 32) fail("fingerprint of raw text is not 32 hex characters", input);
+  idem::Envelope canonical;
+  if (canonical.set_payload_json(input).ok() && canonical.payload_fingerprint() != raw_fingerprint) {
+    fail("a hand-set payload fingerprints unlike its canonical form", input);
+  }
 
   auto parsed = idem::Envelope::parse(input);
   if (!parsed) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/duration_check.h"
+#include "core/fingerprint.h"
 #include "idem/core/tracing.h"
 
 namespace idem {
@@ -42,13 +43,19 @@ Result<std::string> IdempotencyChecker::key_for(std::string_view idempotency_key
   return build_key(idempotency_key, options_.key);
 }
 
-void IdempotencyChecker::observe_call(StoreOp op, SteadyClock::time_point start, const Error* error) const {
-  if (!options_.observer) return;
-  options_.observer->on_store_call(store_->kind(), op, SteadyClock::now() - start, error);
+SteadyClock::time_point IdempotencyChecker::observe_call(StoreOp op, SteadyClock::time_point start,
+                                                         const Error* error) const {
+  if (!options_.observer) return start;
+  const auto end = SteadyClock::now();
+  options_.observer->on_store_call(store_->kind(), op, end - start, error);
+  // Read before writing: an exchange on every call would bounce the cache
+  // line between all the threads sharing this checker.
   const CircuitState circuit = store_->circuit_state();
-  if (reported_circuit_.exchange(circuit, std::memory_order_relaxed) != circuit) {
+  if (reported_circuit_.load(std::memory_order_relaxed) != circuit &&
+      reported_circuit_.exchange(circuit, std::memory_order_relaxed) != circuit) {
     options_.observer->on_circuit_state(store_->kind(), circuit);
   }
+  return end;
 }
 
 ClaimRequest IdempotencyChecker::make_request(const Envelope& envelope, std::string_view key) const {
@@ -76,16 +83,30 @@ void IdempotencyChecker::observe_claim(std::string_view scope, std::string_view 
 }
 
 Result<Claim> IdempotencyChecker::claim(const Envelope& envelope, const KeyOptions& key_options) const {
+  return claim_impl(envelope, key_options, nullptr);
+}
+
+Result<Claim> IdempotencyChecker::claim_impl(const Envelope& envelope, const KeyOptions& key_options,
+                                             SteadyClock::time_point* answered) const {
   auto key = build_key(envelope, key_options);
   if (!key) return std::move(key).error();
-  const std::string fingerprint = options_.validate_payload ? envelope.payload_fingerprint() : std::string();
+  detail::FingerprintHex fingerprint{};
   ClaimRequest request = make_request(envelope, *key);
-  request.fingerprint = fingerprint;
+  if (options_.validate_payload) {
+    detail::payload_fingerprint(envelope.payload, fingerprint);
+    request.fingerprint = std::string_view(fingerprint.data(), fingerprint.size());
+  }
 
-  std::unique_ptr<SpanScope> span = options_.observer ? options_.observer->start_span(trace::kSpanClaim) : nullptr;
-  const auto start = SteadyClock::now();
+  if (!options_.observer) {
+    auto outcome = store_->claim(request);
+    if (!outcome) return std::move(outcome).error();
+    return Claim{std::move(*key), std::move(*outcome)};
+  }
+  std::unique_ptr<SpanScope> span = options_.observer->start_span(trace::kSpanClaim);
+  const auto start = call_start();
   auto outcome = store_->claim(request);
-  observe_call(StoreOp::kClaim, start, outcome ? nullptr : &outcome.error());
+  const auto end = observe_call(StoreOp::kClaim, start, outcome ? nullptr : &outcome.error());
+  if (answered != nullptr) *answered = end;
   observe_claim(key_options.scope, *key, envelope.event_id, envelope.event_type, outcome, span.get());
   if (!outcome) return std::move(outcome).error();
   return Claim{std::move(*key), std::move(*outcome)};
@@ -102,13 +123,19 @@ void IdempotencyChecker::claim_async(const Envelope& envelope, const KeyOptions&
     done(std::move(key).error());
     return;
   }
-  const std::string fingerprint = options_.validate_payload ? envelope.payload_fingerprint() : std::string();
+  detail::FingerprintHex fingerprint{};
   ClaimRequest request = make_request(envelope, *key);
-  request.fingerprint = fingerprint;
+  if (options_.validate_payload) {
+    detail::payload_fingerprint(envelope.payload, fingerprint);
+    request.fingerprint = std::string_view(fingerprint.data(), fingerprint.size());
+  }
 
   // What the completion needs outlives this call; the identity strings are
-  // copied only when someone observes them.
+  // copied only when someone observes them. The callback captures this one
+  // pointer, which std::function keeps without allocating.
   struct Pending {
+    const IdempotencyChecker* checker;
+    ResultCallback<Claim> done;
     std::string key;
     std::string scope;
     EventIdentity event;
@@ -116,6 +143,8 @@ void IdempotencyChecker::claim_async(const Envelope& envelope, const KeyOptions&
     SteadyClock::time_point start;
   };
   auto pending = std::make_shared<Pending>();
+  pending->checker = this;
+  pending->done = std::move(done);
   pending->key = std::move(*key);
   request.key = pending->key;
   if (options_.observer) {
@@ -123,17 +152,20 @@ void IdempotencyChecker::claim_async(const Envelope& envelope, const KeyOptions&
     pending->event = {envelope.event_id, envelope.event_type};
     pending->span = options_.observer->start_span(trace::kSpanClaim);
   }
-  pending->start = SteadyClock::now();
-  store_->claim_async(request, [this, pending, done = std::move(done)](Result<ClaimOutcome> outcome) {
-    observe_call(StoreOp::kClaim, pending->start, outcome ? nullptr : &outcome.error());
-    observe_claim(pending->scope, pending->key, pending->event.event_id, pending->event.event_type, outcome,
-                  pending->span.get());
-    pending->span.reset();
+  pending->start = call_start();
+  store_->claim_async(request, [pending](Result<ClaimOutcome> outcome) {
+    const IdempotencyChecker& checker = *pending->checker;
+    if (checker.options_.observer) {
+      checker.observe_call(StoreOp::kClaim, pending->start, outcome ? nullptr : &outcome.error());
+      checker.observe_claim(pending->scope, pending->key, pending->event.event_id, pending->event.event_type, outcome,
+                            pending->span.get());
+      pending->span.reset();
+    }
     if (!outcome) {
-      done(std::move(outcome).error());
+      pending->done(std::move(outcome).error());
       return;
     }
-    done(Claim{std::move(pending->key), std::move(*outcome)});
+    pending->done(Claim{std::move(pending->key), std::move(*outcome)});
   });
 }
 
@@ -162,28 +194,30 @@ namespace {
 // strings, so the vectors are filled completely before any view is taken.
 struct BatchRequests {
   std::vector<std::string> keys;
-  std::vector<std::string> fingerprints;
+  std::vector<detail::FingerprintHex> fingerprints;
   std::vector<ClaimRequest> requests;
 };
 }  // namespace
 
 Result<std::vector<Claim>> IdempotencyChecker::claim_many(std::span<const Envelope> envelopes) const {
   std::vector<std::string> keys;
-  std::vector<std::string> fingerprints;
+  std::vector<detail::FingerprintHex> fingerprints;
   keys.reserve(envelopes.size());
   fingerprints.reserve(envelopes.size());
   for (const Envelope& envelope : envelopes) {
     auto key = build_key(envelope, options_.key);
     if (!key) return std::move(key).error();
     keys.push_back(std::move(*key));
-    fingerprints.push_back(options_.validate_payload ? envelope.payload_fingerprint() : std::string());
+    fingerprints.emplace_back();
+    if (options_.validate_payload) detail::payload_fingerprint(envelope.payload, fingerprints.back());
   }
   // Requests hold views into keys/fingerprints, so those must not move now.
   std::vector<ClaimRequest> requests;
   requests.reserve(envelopes.size());
   for (std::size_t i = 0; i < envelopes.size(); ++i) {
     ClaimRequest request = make_request(envelopes[i], keys[i]);
-    request.fingerprint = fingerprints[i];
+    if (options_.validate_payload)
+      request.fingerprint = std::string_view(fingerprints[i].data(), fingerprints[i].size());
     requests.push_back(request);
   }
   std::vector<EventIdentity> events;
@@ -191,7 +225,7 @@ Result<std::vector<Claim>> IdempotencyChecker::claim_many(std::span<const Envelo
     events.reserve(envelopes.size());
     for (const Envelope& envelope : envelopes) events.push_back({envelope.event_id, envelope.event_type});
   }
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   auto outcomes = store_->claim_many(requests);
   observe_call(StoreOp::kClaimMany, start, outcomes ? nullptr : &outcomes.error());
   return finish_claim_many(std::move(keys), events, std::move(outcomes));
@@ -209,12 +243,15 @@ void IdempotencyChecker::claim_many_async(std::span<const Envelope> envelopes,
       return;
     }
     batch->keys.push_back(std::move(*key));
-    batch->fingerprints.push_back(options_.validate_payload ? envelope.payload_fingerprint() : std::string());
+    batch->fingerprints.emplace_back();
+    if (options_.validate_payload) detail::payload_fingerprint(envelope.payload, batch->fingerprints.back());
   }
   batch->requests.reserve(envelopes.size());
   for (std::size_t i = 0; i < envelopes.size(); ++i) {
     ClaimRequest request = make_request(envelopes[i], batch->keys[i]);
-    request.fingerprint = batch->fingerprints[i];
+    if (options_.validate_payload) {
+      request.fingerprint = std::string_view(batch->fingerprints[i].data(), batch->fingerprints[i].size());
+    }
     batch->requests.push_back(request);
   }
   auto events = std::make_shared<std::vector<EventIdentity>>();
@@ -222,7 +259,7 @@ void IdempotencyChecker::claim_many_async(std::span<const Envelope> envelopes,
     events->reserve(envelopes.size());
     for (const Envelope& envelope : envelopes) events->push_back({envelope.event_id, envelope.event_type});
   }
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   store_->claim_many_async(batch->requests, [this, batch, events, start,
                                              done = std::move(done)](Result<std::vector<ClaimOutcome>> outcomes) {
     observe_call(StoreOp::kClaimMany, start, outcomes ? nullptr : &outcomes.error());
@@ -245,6 +282,11 @@ std::string_view IdempotencyChecker::capped_error(std::string_view error) const 
 }
 
 Status IdempotencyChecker::complete(std::string_view key, Token token, std::string_view result) const {
+  return complete_impl(key, token, result, nullptr);
+}
+
+Status IdempotencyChecker::complete_impl(std::string_view key, Token token, std::string_view result,
+                                         SteadyClock::time_point* answered) const {
   if (Status too_large = check_result_size(result); !too_large) {
     // Keep the promise of max_result_bytes: FAILED (retryable), not a record
     // left PROCESSING that answers "in progress" until its lease runs out.
@@ -252,14 +294,15 @@ Status IdempotencyChecker::complete(std::string_view key, Token token, std::stri
     (void)fail(key, token, too_large.error().message(), true);
     return too_large;
   }
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   Status status = store_->complete({.key = key, .token = token, .result = result, .ttl = options_.ttl});
-  observe_call(StoreOp::kComplete, start, status ? nullptr : &status.error());
+  const auto end = observe_call(StoreOp::kComplete, start, status ? nullptr : &status.error());
+  if (answered != nullptr) *answered = end;
   return status;
 }
 
 Status IdempotencyChecker::fail(std::string_view key, Token token, std::string_view error, bool retryable) const {
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   Status status = store_->fail(
       {.key = key, .token = token, .error = capped_error(error), .retryable = retryable, .ttl = options_.ttl});
   observe_call(StoreOp::kFail, start, status ? nullptr : &status.error());
@@ -267,7 +310,7 @@ Status IdempotencyChecker::fail(std::string_view key, Token token, std::string_v
 }
 
 Status IdempotencyChecker::extend(std::string_view key, Token token) const {
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   Status status = store_->extend(key, token, options_.lease);
   observe_call(StoreOp::kExtend, start, status ? nullptr : &status.error());
   return status;
@@ -277,23 +320,25 @@ Status IdempotencyChecker::checkpoint(std::string_view key, Token token, const C
   if (checkpoint.data.size() > options_.max_result_bytes) {
     return Error(ErrorCode::kResultTooLarge, "checkpoint data is above max_result_bytes; it was not stored");
   }
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   Status status = store_->checkpoint(key, token, checkpoint);
   observe_call(StoreOp::kCheckpoint, start, status ? nullptr : &status.error());
   return status;
 }
 
 Result<std::optional<IdempotencyRecord>> IdempotencyChecker::get(std::string_view key) const {
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   auto record = store_->get(key);
   observe_call(StoreOp::kGet, start, record ? nullptr : &record.error());
   return record;
 }
 
 namespace {
-// Wraps a completion so that the store call is observed before `done` runs.
+// Wraps a completion so that the store call is observed before `done` runs
+// (and leaves it as it is when nobody observes).
 template <typename Value, typename Observe>
-std::function<void(Value)> observed(Observe observe, std::function<void(Value)> done) {
+std::function<void(Value)> observed(bool observing, Observe observe, std::function<void(Value)> done) {
+  if (!observing) return done;
   return [observe = std::move(observe), done = std::move(done)](Value value) {
     observe(value);
     done(std::move(value));
@@ -316,28 +361,31 @@ void IdempotencyChecker::complete_async(std::string_view key, Token token, std::
                });
     return;
   }
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   store_->complete_async(
       {.key = key, .token = token, .result = result, .ttl = options_.ttl},
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kComplete, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kComplete, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::fail_async(std::string_view key, Token token, std::string_view error, bool retryable,
                                     StatusCallback done) const {
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   store_->fail_async(
       {.key = key, .token = token, .error = capped_error(error), .retryable = retryable, .ttl = options_.ttl},
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kFail, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kFail, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::extend_async(std::string_view key, Token token, StatusCallback done) const {
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   store_->extend_async(
       key, token, options_.lease,
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kExtend, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kExtend, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::checkpoint_async(std::string_view key, Token token, const Checkpoint& checkpoint,
@@ -346,24 +394,26 @@ void IdempotencyChecker::checkpoint_async(std::string_view key, Token token, con
     done(Error(ErrorCode::kResultTooLarge, "checkpoint data is above max_result_bytes; it was not stored"));
     return;
   }
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   store_->checkpoint_async(
       key, token, checkpoint,
-      observed<Status>([this, start](const Status& s) { observe_call(StoreOp::kCheckpoint, start, error_of(s)); },
-                       std::move(done)));
+      observed<Status>(
+          options_.observer != nullptr,
+          [this, start](const Status& s) { observe_call(StoreOp::kCheckpoint, start, error_of(s)); }, std::move(done)));
 }
 
 void IdempotencyChecker::get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done) const {
   using Value = Result<std::optional<IdempotencyRecord>>;
-  const auto start = SteadyClock::now();
-  store_->get_async(key,
-                    observed<Value>([this, start](const Value& v) { observe_call(StoreOp::kGet, start, error_of(v)); },
-                                    std::move(done)));
+  const auto start = call_start();
+  store_->get_async(
+      key, observed<Value>(
+               options_.observer != nullptr,
+               [this, start](const Value& v) { observe_call(StoreOp::kGet, start, error_of(v)); }, std::move(done)));
 }
 
 Result<std::optional<IdempotencyRecord>> IdempotencyChecker::wait_for_completion(
     std::string_view key, std::chrono::milliseconds timeout) const {
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   auto record = store_->wait_settled(key, timeout);
   observe_call(StoreOp::kGet, start, error_of(record));
   return record;
@@ -393,7 +443,7 @@ Result<bool> IdempotencyChecker::is_duplicate(std::string_view idempotency_key) 
 Result<bool> IdempotencyChecker::delete_record(std::string_view idempotency_key) const {
   auto key = key_for(idempotency_key);
   if (!key) return std::move(key).error();
-  const auto start = SteadyClock::now();
+  const auto start = call_start();
   auto removed = store_->remove(*key);
   observe_call(StoreOp::kRemove, start, removed ? nullptr : &removed.error());
   return removed;

@@ -1,10 +1,10 @@
 #include "idem/core/envelope.h"
 
-#include <openssl/evp.h>
-
 #include <array>
 #include <cctype>
 #include <nlohmann/json.hpp>
+
+#include "core/fingerprint.h"
 
 namespace idem {
 namespace {
@@ -78,62 +78,22 @@ bool is_rfc3339(std::string_view t) noexcept {
 }
 
 std::string sha256_hex(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr);
+  std::array<unsigned char, 32> digest{};
+  detail::sha256(data, digest);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(length * 2U);
-  for (unsigned int i = 0; i < length; ++i) {
-    hex.push_back(kHex[digest[i] >> 4U]);
-    hex.push_back(kHex[digest[i] & 0x0FU]);
+  hex.reserve(digest.size() * 2U);
+  for (const unsigned char byte : digest) {
+    hex.push_back(kHex[byte >> 4U]);
+    hex.push_back(kHex[byte & 0x0FU]);
   }
   return hex;
 }
 
-namespace {
-
-// True when `json` nests at most kMaxNestingDepth arrays and objects. A
-// plain scan, cheaper than parse_bounded()'s per-token callback: the
-// fingerprint is computed on every claim.
-bool nesting_within_bound(std::string_view json) noexcept {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : json) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxNestingDepth) return false;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
-
-}  // namespace
-
 std::string Envelope::payload_fingerprint() const {
-  // Hash the canonical form whatever way `payload` was set: a hand-written
-  // `{ "a": 1 }` and the parsed `{"a":1}` are the same payload, and a
-  // spurious kMismatch between them would refuse a legitimate redelivery.
-  // Text that is not JSON (or nests absurdly deep) is hashed as written.
-  if (nesting_within_bound(payload)) {
-    const Json value = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
-    if (!value.is_discarded()) {
-      return sha256_hex(value.dump(-1, ' ', false, Json::error_handler_t::replace)).substr(0, 32);
-    }
-  }
-  return sha256_hex(payload).substr(0, 32);
+  detail::FingerprintHex hex{};
+  detail::payload_fingerprint(payload, hex);
+  return {hex.data(), hex.size()};
 }
 
 Status Envelope::set_payload_json(std::string_view json) {

@@ -78,27 +78,85 @@ ProcessResult process_with_idempotency(const Envelope& envelope, const StringHan
 
 namespace detail {
 
+namespace {
+// What a wrapper keeps: the user's handler, the options, and a processor made
+// on first use, so that a wrapper declared at startup does not open the
+// default store before the program configured it.
+template <typename Handler>
+struct Wrapped {
+  Wrapped(Handler h, HandlerOptions o) : handler(std::move(h)), options(std::move(o)) {}
+  IdempotentEventProcessor& processor() {
+    std::call_once(once, [&] {
+      auto checker = options.checker ? options.checker : get_idempotency_checker();
+      processor_ = std::make_unique<IdempotentEventProcessor>(std::move(checker), options.processor);
+    });
+    return *processor_;
+  }
+  Handler handler;
+  HandlerOptions options;
+  std::once_flag once;
+  std::unique_ptr<IdempotentEventProcessor> processor_;
+};
+}  // namespace
+
 std::function<std::optional<std::string>(const Envelope&)> make_idempotent_handler(StringHandler handler,
                                                                                    HandlerOptions options) {
-  // The processor is made on first use so that a wrapper declared at startup
-  // does not open the default store before the program configured it.
-  struct Shared {
-    StringHandler handler;
-    HandlerOptions options;
-    std::once_flag once;
-    std::unique_ptr<IdempotentEventProcessor> processor;
-  };
-  auto shared = std::make_shared<Shared>();
-  shared->handler = std::move(handler);
-  shared->options = std::move(options);
+  auto shared = std::make_shared<Wrapped<StringHandler>>(std::move(handler), std::move(options));
   return [shared](const Envelope& envelope) -> std::optional<std::string> {
-    std::call_once(shared->once, [&] {
-      auto checker = shared->options.checker ? shared->options.checker : get_idempotency_checker();
-      shared->processor = std::make_unique<IdempotentEventProcessor>(std::move(checker), shared->options.processor);
-    });
-    ProcessResult outcome = process_with_idempotency(*shared->processor, envelope, shared->handler);
+    ProcessResult outcome = process_with_idempotency(shared->processor(), envelope, shared->handler);
     apply_duplicate_options(outcome, shared->options);
     return std::move(outcome.result);
+  };
+}
+
+AsyncIdempotentHandler make_async_idempotent_handler(IdempotentEventProcessor::AsyncHandler handler,
+                                                     HandlerOptions options) {
+  auto shared =
+      std::make_shared<Wrapped<IdempotentEventProcessor::AsyncHandler>>(std::move(handler), std::move(options));
+  return [shared](const Envelope& envelope, AsyncResultCallback done) {
+    IdempotentEventProcessor* processor = nullptr;
+    try {
+      processor = &shared->processor();
+    } catch (...) {
+      // No checker (a bad IDEM_STORE_URL, an invalid option): reported
+      // like any other error, through the callback.
+      AsyncHandlerResult result;
+      result.error = std::current_exception();
+      if (done) done(std::move(result));
+      return;
+    }
+    processor->process_async(
+        envelope, shared->handler, [shared, done = std::move(done)](IdempotentEventProcessor::AsyncOutcome outcome) {
+          AsyncHandlerResult result;
+          result.key = outcome.key;
+          try {
+            switch (outcome.status) {
+              case ClaimStatus::kAcquired:
+                if (outcome.exception) std::rethrow_exception(outcome.exception);
+                result.disposition = outcome.unprotected ? Disposition::kUnprotected : Disposition::kExecuted;
+                result.result = std::move(outcome.result);
+                break;
+              case ClaimStatus::kCompleted: {
+                ProcessResult replay{Disposition::kReplayed, std::move(outcome.result), outcome.key};
+                apply_duplicate_options(replay, shared->options);
+                result.disposition = Disposition::kReplayed;
+                result.result = std::move(replay.result);
+                break;
+              }
+              case ClaimStatus::kFailed:
+                throw TerminalError(outcome.error.value_or("failed terminally (no message stored)"));
+              case ClaimStatus::kInProgress:
+                throw EventInProgressError(outcome.key, std::move(outcome.record), std::chrono::milliseconds(0));
+              case ClaimStatus::kMismatch:
+                if (outcome.exception) std::rethrow_exception(outcome.exception);
+                throw KeyMismatchError(Error(ErrorCode::kMismatch, outcome.error.value_or("key reused")));
+            }
+          } catch (...) {
+            result.error = std::current_exception();
+            result.result.reset();
+          }
+          if (done) done(std::move(result));
+        });
   };
 }
 

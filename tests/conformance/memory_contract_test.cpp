@@ -1,6 +1,7 @@
 // File: tests/conformance/memory_contract_test.cpp
 //
-// The store contract suite against MemoryStore (a fresh store per test).
+// The store contract suite, through the synchronous and the asynchronous
+// API, against MemoryStore (a fresh store per test).
 #include "conformance/store_contract.h"
 #include "idem/stores/memory.h"
 
@@ -12,4 +13,4 @@ StoreFixture memory_fixture() {
 
 }  // namespace
 
-INSTANTIATE_STORE_CONTRACT(Memory, memory_fixture());
+INSTANTIATE_STORE_CONTRACT_BOTH_APIS(Memory, memory_fixture());

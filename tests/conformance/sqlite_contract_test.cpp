@@ -1,6 +1,7 @@
 // File: tests/conformance/sqlite_contract_test.cpp
 //
-// The store contract suite against SqliteStore: a fresh database file per
+// The store contract suite, through the synchronous and the asynchronous
+// API, against SqliteStore: a fresh database file per
 // test, in a scratch directory removed when the binary exits.
 #include <unistd.h>
 
@@ -47,4 +48,4 @@ StoreFixture sqlite_fixture() {
 
 }  // namespace
 
-INSTANTIATE_STORE_CONTRACT(Sqlite, sqlite_fixture());
+INSTANTIATE_STORE_CONTRACT_BOTH_APIS(Sqlite, sqlite_fixture());

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "conformance/async_as_sync_store.h"
 #include "idem/core/limits.h"
 
 namespace idem::conformance {
@@ -104,6 +105,14 @@ T must(Result<T> r, const char* what) {
 }  // namespace
 
 int contract_suite_anchor() { return 1; }
+
+StoreFixture through_async_api(StoreFixture fixture) {
+  return StoreFixture{fixture.name + "ThroughAsync", [make = std::move(fixture.make)]() -> std::shared_ptr<Store> {
+                        std::shared_ptr<Store> inner = make();
+                        if (!inner) return nullptr;
+                        return std::make_shared<AsyncAsSyncStore>(std::move(inner));
+                      }};
+}
 
 void StoreContract::SetUp() {
   store_ = GetParam().make();
@@ -886,6 +895,25 @@ TEST_P(StoreContract, ClaimManyWithOneBadRequestWritesNothing) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_FALSE(MUST(store().get(a)).has_value()) << "the valid request of a refused batch was written";
+}
+
+// ---------------------------------------------------------------------------
+// approximate_record_bytes: one record's cost, or nullopt (the default).
+
+TEST_P(StoreContract, ApproximateRecordBytesLooksAtOneRecord) {
+  EXPECT_EQ(MUST(store().approximate_record_bytes(key("absent"))), std::nullopt);
+  const std::string k = key("sized");
+  ClaimOutcome out = MUST(store().claim(req(k)));
+  const std::string result(5000, 'r');
+  EXPECT_OK(store().complete(done(k, out.token, result)));
+  const std::optional<std::uint64_t> bytes = MUST(store().approximate_record_bytes(k));
+  if (bytes) {
+    // At least the key and the result, and not the whole store.
+    EXPECT_GE(*bytes, k.size() + result.size());
+    EXPECT_LT(*bytes, 4 * (k.size() + result.size()) + 4096);
+  }
+  EXPECT_TRUE(MUST(store().remove(k)));
+  EXPECT_EQ(MUST(store().approximate_record_bytes(k)), std::nullopt);
 }
 
 // ---------------------------------------------------------------------------

@@ -8,9 +8,19 @@
 //   StoreFixture memory_fixture() {
 //     return StoreFixture{"Memory", [] { return idem::MemoryStore::create(); }};
 //   }
-//   INSTANTIATE_STORE_CONTRACT(Memory, memory_fixture());
+//   INSTANTIATE_STORE_CONTRACT_BOTH_APIS(Memory, memory_fixture());
 //
 // and links the idem_contract_suite library (see tests/conformance/stores.cmake).
+//
+// INSTANTIATE_STORE_CONTRACT_BOTH_APIS runs the suite twice: once on the
+// synchronous API (tests named Memory/StoreContract.*), and once through the
+// asynchronous API (MemoryThroughAsync/...), where every synchronous call of
+// the suite becomes the store's *_async call plus a wait, and the store's
+// callback contract is checked on the way (done exactly once; requests only
+// borrowed until the call returns; see async_as_sync_store.h). Every store
+// uses this form. INSTANTIATE_STORE_CONTRACT(Name, fixture) runs the
+// synchronous half alone, and through_async_api(fixture) makes the other
+// half of any fixture.
 //
 // The suite assumes nothing process-local: keys carry a random prefix per
 // test, time is real (short leases and sleeps, no ManualClock), so network
@@ -37,6 +47,10 @@ struct StoreFixture {
 
 // Test names show the fixture's name instead of its bytes.
 inline void PrintTo(const StoreFixture& fixture, std::ostream* os) { *os << fixture.name; }
+
+// through_async_api() wraps `fixture`'s stores in AsyncAsSyncStore and
+// appends "ThroughAsync" to its name.
+StoreFixture through_async_api(StoreFixture fixture);
 
 // Referenced by INSTANTIATE_STORE_CONTRACT so that the linker keeps the
 // object file holding the TEST_P registrations (it is in a static library).
@@ -66,3 +80,7 @@ using idem::conformance::StoreFixture;
   INSTANTIATE_TEST_SUITE_P(                                                                                     \
       Name, StoreContract, ::testing::Values(fixture),                                                          \
       [](const ::testing::TestParamInfo<StoreFixture>& param_info) { return param_info.param.name; })
+
+#define INSTANTIATE_STORE_CONTRACT_BOTH_APIS(Name, fixture) \
+  INSTANTIATE_STORE_CONTRACT(Name, fixture);                \
+  INSTANTIATE_STORE_CONTRACT(Name##ThroughAsync, ::idem::conformance::through_async_api(fixture))

@@ -357,6 +357,27 @@ TEST_F(CliTest, InspectionCommandsCreateNothing) {
   EXPECT_NE(named.err.find("no store named 'orders'"), std::string::npos) << named.err;
 }
 
+// delete and sweep change existing records: like the inspection commands,
+// a mistyped path must create nothing (they used to create an empty store).
+TEST_F(CliTest, DeleteAndSweepCreateNothing) {
+  const fs::path missing = dir_ / "no" / "such" / "dir" / "x.db";
+  const std::string url = "sqlite://" + missing.string();
+  for (const auto& args : std::vector<std::vector<std::string>>{{"delete", "some-key", "--yes", "--store", url},
+                                                                {"sweep", "--store", url},
+                                                                {"sweep", "--dry-run", "--store", url, "--json"}}) {
+    CliRun run = run_idem(args);
+    EXPECT_EQ(run.code, 1) << args[0] << ": " << run.out << run.err;
+    EXPECT_EQ(count_lines(run.err), 1) << run.err;
+    EXPECT_NE(run.err.find("nothing exists at"), std::string::npos) << run.err;
+    EXPECT_TRUE(run.out.empty()) << run.out;
+    EXPECT_FALSE(fs::exists(dir_ / "no")) << args[0] << " created " << (dir_ / "no");
+  }
+  // A file that exists is still changed as before.
+  seed();
+  EXPECT_EQ(run_idem({"delete", key("done"), "--yes", "--store", url_}).code, 0);
+  EXPECT_EQ(run_idem({"sweep", "--store", url_}).code, 0);
+}
+
 TEST_F(CliTest, UsageErrorsExitTwoWithOneLine) {
   for (const auto& args : std::vector<std::vector<std::string>>{{"list", "--older-than", "5x"},
                                                                 {"list", "--older-than", "999999999999d"},
@@ -419,6 +440,62 @@ TEST_F(CliTest, BenchOnSqliteWithTheWrapperAndBatches) {
   CliRun run = run_idem({"stats", "--store", url_, "--json"});
   ASSERT_EQ(run.code, 0) << run.err;
   EXPECT_EQ(json::parse(run.out)["total"], 0);
+}
+
+// Issue 16 item 5: on a shared store the bench looks at its own records
+// only. Here the file holds other live records and a lot of free pages (the
+// remains of deleted records): the bench's records fit in the free pages,
+// so the old before/after file size said they cost nothing. The estimate from
+// the bench's own records says what one record costs, and every other record
+// is left as it was.
+TEST_F(CliTest, BenchOnASharedStoreMeasuresOnlyItsOwnRecords) {
+  seed(50);
+  {
+    auto checker = std::make_shared<IdempotencyChecker>(store_);
+    IdempotentEventProcessor processor(checker, {.heartbeat = false});
+    const std::string big(4096, 'x');
+    for (int i = 0; i < 1500; ++i) processor.process(event("old" + std::to_string(i))).mark_completed(big);
+    for (int i = 0; i < 1500; ++i) ASSERT_TRUE(checker->delete_record("old" + std::to_string(i)).value());
+  }
+  CliRun before = run_idem({"stats", "--store", url_, "--json"});
+  ASSERT_EQ(before.code, 0) << before.err;
+  for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--api", "async", "--inflight", "8"}}) {
+    std::vector<std::string> args{"bench", "--store", url_, "--events", "300", "--result-bytes", "64", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliRun run = run_idem(args);
+    ASSERT_EQ(run.code, 0) << run.err;
+    json result = json::parse(run.out);
+    EXPECT_EQ(result["executions_equal_unique_keys"], true) << run.out;
+    ASSERT_TRUE(result["bytes_per_record"].is_number()) << run.out;
+    // A record holds at least its key and its 64-byte result; far less
+    // than a page of other people's data.
+    EXPECT_GE(result["bytes_per_record"].get<double>(), 64 + 40) << run.out;
+    EXPECT_LE(result["bytes_per_record"].get<double>(), 1000) << run.out;
+    EXPECT_EQ(result["cleanup_failures"], 0);
+  }
+  CliRun after = run_idem({"stats", "--store", url_, "--json"});
+  ASSERT_EQ(after.code, 0) << after.err;
+  for (const char* field : {"processing", "completed", "failed"}) {
+    EXPECT_EQ(json::parse(after.out)[field], json::parse(before.out)[field]) << field;
+  }
+}
+
+TEST_F(CliTest, BenchAsyncRunsEachKeyOnceOnEveryEmbeddedStore) {
+  for (const std::string& url : {std::string("memory://"), url_}) {
+    CliRun run = run_idem({"bench", "--store", url, "--api", "async", "--inflight", "32", "--events", "2000",
+                           "--concurrency", "2", "--duplicate-ratio", "0.3", "--json"});
+    ASSERT_EQ(run.code, 0) << url << ": " << run.err;
+    json result = json::parse(run.out);
+    EXPECT_EQ(result["api"], "guard.process_async");
+    EXPECT_EQ(result["inflight"], 32);
+    EXPECT_EQ(result["executions_equal_unique_keys"], true) << run.out;
+    EXPECT_EQ(result["errors"], 0) << run.out;
+    EXPECT_EQ(result["duplicates_replayed"].get<int>() + result["duplicates_in_progress"].get<int>() +
+                  result["duplicates_other"].get<int>(),
+              2000 - result["unique_keys"].get<int>());
+  }
+  CliRun run = run_idem({"bench", "--store", "memory://", "--api", "async", "--batch", "4"});
+  EXPECT_EQ(run.code, 2) << run.err;
 }
 
 #if defined(IDEM_TEST_REDIS) || defined(IDEM_TEST_POSTGRES)
@@ -488,7 +565,8 @@ void check_every_subcommand(const std::string& url, std::string_view kind,
   EXPECT_EQ(run_idem({"get", key_prefix + "done", "--store", url}).code, 4);
 
   EXPECT_EQ(run_idem({"stats", "--health", "--store", url}).code, 0);
-  for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--batch", "8"}}) {
+  for (const auto& extra :
+       std::vector<std::vector<std::string>>{{}, {"--batch", "8"}, {"--api", "async", "--inflight", "16"}}) {
     std::vector<std::string> args{"bench", "--store", url, "--events", "600", "--concurrency", "4", "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
     run = run_idem(args);
@@ -510,6 +588,37 @@ TEST(CliRedisTest, EverySubcommandWorks) {
   check_every_subcommand(server->url(), "redis");
   EXPECT_GT(server->stat_calls("scan"), 0u) << "the statistics read nothing: the next check would prove nothing";
   EXPECT_EQ(server->stat_calls("keys"), 0u) << "the CLI must page with SCAN, never KEYS";
+}
+
+// Issue 16 item 5: a bench on a shared Redis must not walk the keyspace (it
+// used to call stats(), a SCAN over every record, before and after the run),
+// and a store that does not answer is reported with its own error.
+TEST(CliRedisTest, BenchOnASharedStoreReadsNoOtherRecord) {
+  if (test::redis_server_binary().empty()) IDEM_SKIP_OR_FAIL("redis-server not found (set IDEM_REDIS_SERVER)");
+  std::string error;
+  auto server = test::RedisServer::start({}, &error);
+  ASSERT_TRUE(server) << error;
+  const std::string url = server->url();
+  {
+    auto checker = std::make_shared<IdempotencyChecker>(open_store(url).value());
+    IdempotentEventProcessor processor(checker, {.heartbeat = false});
+    for (int i = 0; i < 300; ++i) processor.process(event("other" + std::to_string(i))).mark_completed("1");
+  }
+  const std::uint64_t scans = server->stat_calls("scan");
+  for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--api", "async", "--inflight", "16"}}) {
+    std::vector<std::string> args{"bench", "--store", url, "--events", "200", "--concurrency", "2", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliRun run = run_idem(args);
+    ASSERT_EQ(run.code, 0) << run.err;
+    EXPECT_EQ(json::parse(run.out)["executions_equal_unique_keys"], true) << run.out;
+  }
+  EXPECT_EQ(server->stat_calls("scan"), scans) << "the bench walked the store";
+  EXPECT_EQ(server->stat_calls("keys"), 0u);
+
+  CliRun dead = run_idem({"bench", "--store", "redis://127.0.0.1:1", "--events", "10"});
+  EXPECT_EQ(dead.code, 1) << dead.err;
+  EXPECT_NE(dead.err.find("does not answer"), std::string::npos) << dead.err;
+  EXPECT_EQ(dead.err.find("circuit"), std::string::npos) << dead.err;
 }
 #endif
 

@@ -31,6 +31,10 @@
 
 namespace idem {
 
+namespace detail {
+struct CheckerAccess;
+}  // namespace detail
+
 // What to do when the store cannot be reached.
 enum class OutagePolicy : std::uint8_t {
   // Do not run the handler; report StoreUnavailableError so the message is
@@ -171,7 +175,22 @@ class IdempotencyChecker {
   };
   Result<std::vector<Claim>> finish_claim_many(std::vector<std::string> keys, const std::vector<EventIdentity>& events,
                                                Result<std::vector<ClaimOutcome>> outcomes) const;
-  void observe_call(StoreOp op, std::chrono::steady_clock::time_point start, const Error* error) const;
+  // The start of a store call, read from the clock only when someone
+  // observes its latency.
+  std::chrono::steady_clock::time_point call_start() const {
+    return options_.observer ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  }
+  // Reports the call; returns the clock reading taken after it (or `start`
+  // when nothing observes), which the guard reuses.
+  std::chrono::steady_clock::time_point observe_call(StoreOp op, std::chrono::steady_clock::time_point start,
+                                                     const Error* error) const;
+  // claim() and complete() that hand the guard the clock reading taken when
+  // the store answered, so that it times the handler without reading it again.
+  friend struct detail::CheckerAccess;
+  Result<Claim> claim_impl(const Envelope& envelope, const KeyOptions& key_options,
+                           std::chrono::steady_clock::time_point* answered) const;
+  Status complete_impl(std::string_view key, Token token, std::string_view result,
+                       std::chrono::steady_clock::time_point* answered) const;
 
   std::shared_ptr<Store> store_{};
   CheckerOptions options_{};

@@ -2,7 +2,8 @@
 //
 // The wrapper pattern: idempotent_event_handler(handler, options) returns a
 // handler that runs the original at most once per key and replays its result
-// to duplicates. A handler that throws marks the record FAILED and the
+// to duplicates; idempotent_async_event_handler() (below) does the same for
+// handlers that finish later, without blocking. A handler that throws marks the record FAILED and the
 // exception propagates, so the next delivery can run it again (or, for a
 // TerminalError, every duplicate gets the stored error).
 //
@@ -117,6 +118,70 @@ template <typename F>
 std::function<std::optional<std::string>(const Envelope&)> idempotent_event_handler(F handler,
                                                                                     HandlerOptions options = {}) {
   return detail::make_idempotent_handler(detail::adapt_handler(std::move(handler)), std::move(options));
+}
+
+// --- Asynchronous handlers ----------------------------------------------------
+
+// AsyncHandlerResult is what an asynchronous wrapper hands its callback:
+// what the synchronous wrapper would have returned, or the exception it
+// would have thrown (DuplicateEventError, EventInProgressError,
+// TerminalError for a replayed terminal failure, KeyMismatchError,
+// StoreUnavailableError, LeaseLostError, ResultTooLargeError, or the
+// handler's own exception).
+struct AsyncHandlerResult {
+  std::optional<std::string> result{};
+  std::exception_ptr error{};
+  Disposition disposition = Disposition::kExecuted;  // meaningful when there is no error
+  std::string key{};                                 // the store key, once known
+};
+using AsyncResultCallback = std::function<void(AsyncHandlerResult)>;
+using AsyncIdempotentHandler = std::function<void(const Envelope&, AsyncResultCallback)>;
+
+namespace detail {
+// Adapts the asynchronous handler shapes users write: (env, completion) or
+// (env, ctx, completion).
+template <typename F>
+IdempotentEventProcessor::AsyncHandler adapt_async_handler(F handler) {
+  using Completion = IdempotentEventProcessor::Completion;
+  if constexpr (std::is_invocable_v<F&, const Envelope&, ProcessingContext&, Completion>) {
+    return IdempotentEventProcessor::AsyncHandler(std::move(handler));
+  } else {
+    static_assert(std::is_invocable_v<F&, const Envelope&, Completion>,
+                  "handler must be callable as f(const Envelope&, Completion) or "
+                  "f(const Envelope&, ProcessingContext&, Completion)");
+    return [handler = std::move(handler)](const Envelope& envelope, ProcessingContext&, Completion completion) mutable {
+      handler(envelope, std::move(completion));
+    };
+  }
+}
+
+AsyncIdempotentHandler make_async_idempotent_handler(IdempotentEventProcessor::AsyncHandler handler,
+                                                     HandlerOptions options);
+}  // namespace detail
+
+// idempotent_async_event_handler() is the wrapper for handlers that finish
+// later: the handler gets a Completion and calls succeed(result) or
+// fail(exception) when its work is done, from any thread; the wrapped
+// function returns at once and reports through its callback, exactly once.
+// It is built on IdempotentEventProcessor::process_async(): it never blocks,
+// so one thread can keep hundreds of events in flight on Redis or
+// PostgreSQL. Read the warning at ProcessorOptions::handler_executor about
+// where the handler and the callback run. Unlike the synchronous wrapper it
+// does not wait for an in-progress original: such a duplicate is an
+// EventInProgressError at once (nak it with a delay).
+//
+//   auto charge = idem::idempotent_async_event_handler(
+//       [&http](const idem::Envelope& e, idem::IdempotentEventProcessor::Completion done) {
+//         http.post_async("/charge", e.payload, [done](Response r) {
+//           if (r.ok()) done.succeed(r.body);
+//           else done.fail(std::make_exception_ptr(std::runtime_error(r.error)));
+//         });
+//       },
+//       {.processor = {.scope = "billing"}});
+//   charge(envelope, [msg](idem::AsyncHandlerResult r) { r.error ? msg.nak() : msg.ack(); });
+template <typename F>
+AsyncIdempotentHandler idempotent_async_event_handler(F handler, HandlerOptions options = {}) {
+  return detail::make_async_idempotent_handler(detail::adapt_async_handler(std::move(handler)), std::move(options));
 }
 
 }  // namespace idem

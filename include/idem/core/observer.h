@@ -1,9 +1,11 @@
 // File: idem/core/observer.h
 //
 // Observer is how metrics, tracing and logging see what Idem does. The
-// checker, guard and wrapper call it on the calling thread, after the store
-// answered and never while holding an internal lock, so an implementation may
-// block briefly but should not call back into the same checker.
+// checker, guard and wrapper call it after the store answered and never while
+// holding an internal lock: on the calling thread for the synchronous API,
+// and on the thread that runs the completion for the asynchronous one (a
+// store I/O thread on Redis and PostgreSQL). An implementation may block
+// briefly but should not call back into the same checker.
 //
 // Every method has an empty default, so an implementation overrides only what
 // it needs. Implementations must be thread-safe.

@@ -31,9 +31,10 @@
 namespace idem {
 
 namespace detail {
-class LeaseKeeper;
 struct ContextState;
-struct AsyncState;
+struct ProcessorCore;
+struct CompletionHandle;
+struct GuardAccess;
 }  // namespace detail
 
 // TerminalError: throw it (or a subclass) from a handler to say "retrying
@@ -106,6 +107,12 @@ FailureKind default_failure_classifier(const std::exception_ptr& error);
 // thread and the broker's ack deadline (NATS: 30 s) are not at risk.
 inline constexpr std::chrono::milliseconds kDefaultInProgressWait = std::chrono::seconds(5);
 
+// HandlerExecutor runs a task somewhere else: a thread pool, an event loop
+// (`[&io](std::function<void()> task) { asio::post(io, std::move(task)); }`).
+// It must run every task it accepts exactly once; throwing instead refuses
+// the task (the guard then fails the claim, retryable).
+using HandlerExecutor = std::function<void(std::function<void()>)>;
+
 struct ProcessorOptions {
   // Replaces the checker's key scope when set (one scope per handler).
   std::optional<std::string> scope{};
@@ -116,7 +123,9 @@ struct ProcessorOptions {
   // the handler when the original failed (retryable) or died. 0: do not
   // wait. Unset: the guard (process()) does not wait, the wrapper and
   // process_with_idempotency() wait kDefaultInProgressWait. At most
-  // kMaxInProgressWait (1 hour, limits.h).
+  // kMaxInProgressWait (1 hour, limits.h). process_async() and the
+  // asynchronous wrapper never wait (they must not block): they report an
+  // in-progress duplicate at once.
   std::optional<std::chrono::milliseconds> wait_for_in_progress{};
   // Renew the lease in the background while the handler runs.
   bool heartbeat = true;
@@ -124,6 +133,22 @@ struct ProcessorOptions {
   // must be shorter than the lease (a slower heartbeat lets the lease lapse).
   std::chrono::milliseconds heartbeat_interval{0};
   FailureClassifier classify_failure{};  // empty: default_failure_classifier
+  // Where process_async() (and the asynchronous wrapper) run the handler.
+  //
+  // Empty, the default: inline, on the thread that completed the claim. On
+  // memory:// and SQLite that is the thread that called process_async(), as
+  // before. On Redis and PostgreSQL it is one of the STORE'S I/O THREADS: a
+  // handler that blocks there (a synchronous HTTP call, a database query, a
+  // synchronous Idem call) stalls every other request of that store, and a
+  // synchronous call to the same store fails with kInternal rather than
+  // deadlock. Give such handlers an executor; keep the default for handlers
+  // that only start non-blocking work and call the Completion later.
+  //
+  // Inline is the default because it costs no thread hand-off (the very cost
+  // an event-driven caller uses process_async() to avoid) and because the
+  // caller knows its own event loop or pool; a hidden internal pool would
+  // bound concurrency and add a wake-up per event behind its back.
+  HandlerExecutor handler_executor{};
 
   // validate() returns kInvalidConfiguration, naming the option, when
   // wait_for_in_progress is outside [0, kMaxInProgressWait] or
@@ -173,12 +198,17 @@ class ProcessingContext {
 
   // Stores the result: the record becomes COMPLETED. Throws LeaseLostError
   // when another worker took over, ResultTooLargeError (the record is then
-  // marked FAILED, retryable) or StoreUnavailableError.
+  // marked FAILED, retryable) or StoreUnavailableError. In a handler run by
+  // process_async(), finish through the Completion instead (this throws
+  // ConfigurationError there).
   void mark_completed(std::string_view result);
   // Marks the record FAILED. Throws like mark_completed().
   void mark_failed(std::string_view error, FailureKind kind = FailureKind::kRetryable);
   // Records a recovery point under this worker's token.
   void checkpoint(std::string_view name, std::string_view data);
+  // The same without blocking, for handlers run by process_async(): `done`
+  // runs as the store's *_async contract says (store.h).
+  void checkpoint_async(std::string_view name, std::string_view data, StatusCallback done);
   // Renews the lease now (the heartbeat does this in the background).
   void extend();
 
@@ -187,6 +217,7 @@ class ProcessingContext {
 
  private:
   friend class IdempotentEventProcessor;
+  friend struct detail::GuardAccess;
   explicit ProcessingContext(std::unique_ptr<detail::ContextState> state);
   void release() noexcept;
   std::unique_ptr<detail::ContextState> state_;
@@ -209,31 +240,70 @@ class IdempotentEventProcessor {
   // original whatever options() say (0: do not wait).
   ProcessingContext process(const Envelope& envelope, std::chrono::milliseconds wait_for_in_progress);
 
-  // A handler that finishes later calls these from any thread. Calling
-  // neither before the last copy is destroyed fails the claim (retryable).
+  // Completion is how a handler run by process_async() gives its verdict,
+  // now or later, from any thread. The first call counts; later ones are
+  // ignored. Calling neither before the last copy is destroyed fails the
+  // claim (FAILED, retryable: "abandoned"). Both return at once: the store
+  // write happens asynchronously, and `on_done` reports how it went.
   class Completion {
    public:
+    // Stores `result` (COMPLETED).
     void succeed(std::string_view result) const;
+    // Marks the record FAILED, terminal or retryable as the processor's
+    // classifier says for `error`.
     void fail(const std::exception_ptr& error) const;
 
    private:
-    friend class IdempotentEventProcessor;
-    std::shared_ptr<detail::AsyncState> state_;
+    friend struct detail::GuardAccess;
+    std::shared_ptr<detail::CompletionHandle> handle_;
   };
 
   // The outcome reported to an async caller.
   struct AsyncOutcome {
-    ClaimStatus status = ClaimStatus::kAcquired;  // kAcquired: the handler ran now
-    std::optional<std::string> result{};          // fresh or cached
-    std::optional<std::string> error{};           // handler or stored error
-    std::exception_ptr exception{};               // set when the handler threw or store failed
+    // kAcquired: the handler ran now (or, with `unprotected`, without a
+    // claim), or the claim itself failed (then `exception` is set and `key`
+    // is empty). Otherwise the duplicate's status: kCompleted (result is
+    // the cached result), kFailed (error is the stored terminal error),
+    // kInProgress (never ack it: redeliver later), kMismatch (the key was
+    // used with another payload; exception is a KeyMismatchError).
+    ClaimStatus status = ClaimStatus::kAcquired;
+    std::optional<std::string> result{};  // fresh or cached
+    std::optional<std::string> error{};   // handler or stored error
+    // Set when the handler failed (its own exception; a std::runtime_error
+    // when it dropped its Completion), the verdict could not be stored
+    // (LeaseLostError, ResultTooLargeError, StoreUnavailableError), the
+    // claim failed, or the key was reused (KeyMismatchError).
+    std::exception_ptr exception{};
+    std::string key{};                          // the store key, once known
+    std::optional<IdempotencyRecord> record{};  // the record found, for duplicates
+    bool unprotected = false;                   // fail-open ran the handler without a claim
   };
+  // The handler: `envelope` is valid until the handler returns (copy what
+  // the work needs later); `ctx` until the Completion's verdict is stored.
   using AsyncHandler = std::function<void(const Envelope&, ProcessingContext&, Completion)>;
   using AsyncCallback = std::function<void(AsyncOutcome)>;
 
-  // process_async() claims, then calls `handler` on this thread with a
-  // Completion; `on_done` runs on whichever thread completes (or here when the
-  // handler was not run: duplicates, errors).
+  // process_async() claims the envelope's key without blocking, runs
+  // `handler` when this worker acquired it, and reports through `on_done`,
+  // exactly once, what happened. It never waits (not for the store, not for
+  // an in-progress original), so one thread can keep hundreds of events in
+  // flight on a native asynchronous store.
+  //
+  // Threads: the handler runs on options().handler_executor, or inline on
+  // the thread that completed the claim (read the warning there). `on_done`
+  // runs on the thread that completed the last store call (a store I/O
+  // thread on Redis and PostgreSQL; on memory and SQLite the thread that
+  // called process_async() or the Completion; the processor's heartbeat
+  // thread after a retried write), or inline here when nothing was run
+  // (duplicates, errors). Like a store callback, `on_done` must return
+  // quickly and must not block; an exception from it is dropped.
+  //
+  // What the guard promises here is what process() promises: a transient
+  // error of the final write is retried (three times, 50-200 ms apart, from
+  // the heartbeat thread instead of sleeping); a retried completion that
+  // answers kLeaseLost is checked against the record, so that our own
+  // earlier write is not mistaken for a takeover; the lease is renewed
+  // (through extend_async) while the handler runs.
   void process_async(const Envelope& envelope, AsyncHandler handler, AsyncCallback on_done);
 
   const ProcessorOptions& options() const noexcept { return options_; }
@@ -241,10 +311,12 @@ class IdempotentEventProcessor {
   FailureKind classify(const std::exception_ptr& error) const;
 
  private:
+  friend struct detail::GuardAccess;
   std::shared_ptr<IdempotencyChecker> checker_{};
   ProcessorOptions options_{};
-  KeyOptions key_options_{};
-  std::shared_ptr<detail::LeaseKeeper> lease_keeper_{};
+  // What every context of this processor shares (checker, key options,
+  // heartbeat, classifier, executor): one reference per event, not five.
+  std::shared_ptr<const detail::ProcessorCore> core_{};
 };
 
 }  // namespace idem

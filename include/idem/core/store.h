@@ -43,6 +43,10 @@
 //    handler itself) to an executor of your own.
 //  * An exception thrown by `done` is caught and dropped by the store; do not
 //    rely on it propagating anywhere.
+//  * `done` may release the last reference to the store itself (the guard's
+//    state, which holds the checker and so the store, is often freed right
+//    after its last callback). A native store must then finish cleanly: its
+//    destructor, running on its own I/O thread, must not join that thread.
 #pragma once
 
 #include <chrono>
@@ -195,6 +199,15 @@ class Store {
 
   // ping() checks that the store answers.
   virtual Status ping() = 0;
+
+  // approximate_record_bytes() estimates what the record at `key` costs the
+  // store: its bytes plus the index entries and per-entry overhead it
+  // brings. nullopt when the key is absent or the store cannot tell (the
+  // default). It looks at that one record only, never at the rest of the
+  // store: `idem bench` samples its own keys with it on shared stores.
+  virtual Result<std::optional<std::uint64_t>> approximate_record_bytes(std::string_view /*key*/) {
+    return std::optional<std::uint64_t>();
+  }
 
   // --- Asynchronous forms (see the file comment for the threading contract) --
   // The defaults run the synchronous operation inline; native stores

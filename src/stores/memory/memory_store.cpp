@@ -28,6 +28,7 @@
 // - Named stores (memory://name) live in a process-wide registry of weak
 //   pointers: the same store for every opener while anyone holds it.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -59,10 +60,38 @@ struct Cold {
   std::optional<Checkpoint> checkpoint;
 };
 
+// InlineFingerprint keeps a payload fingerprint inside the record: the
+// checker's are 32 hex characters, one heap allocation per record less than
+// a std::string (whose small buffer holds 15). Longer ones (from other
+// callers of the store API) go to the heap.
+class InlineFingerprint {
+ public:
+  void assign(std::string_view text) {
+    if (text.size() <= kInline) {
+      if (!text.empty()) std::memcpy(inline_.data(), text.data(), text.size());
+      size_ = static_cast<std::uint8_t>(text.size());
+      heap_.reset();
+    } else {
+      heap_ = std::make_unique<std::string>(text);
+      size_ = 0;
+    }
+  }
+  std::string_view view() const noexcept {
+    return heap_ ? std::string_view(*heap_) : std::string_view(inline_.data(), size_);
+  }
+  std::size_t heap_bytes() const noexcept { return heap_ ? sizeof(std::string) + heap_->capacity() + 1 : 0; }
+
+ private:
+  static constexpr std::size_t kInline = 32;
+  std::array<char, kInline> inline_{};
+  std::uint8_t size_ = 0;
+  std::unique_ptr<std::string> heap_;
+};
+
 struct Entry {
   std::string event_id;
   std::string event_type;
-  std::string fingerprint;
+  InlineFingerprint fingerprint;
   std::optional<std::string> result;
   std::unique_ptr<Cold> cold;
   Timestamp first_seen_at{};
@@ -235,7 +264,7 @@ IdempotencyRecord to_record(const Slot& slot) {
   r.attempt = e.attempt;
   r.token = e.token;
   r.lease_expires_at = e.lease_expires_at;
-  r.fingerprint = e.fingerprint;
+  r.fingerprint = std::string(e.fingerprint.view());
   r.expires_at = slot.expires_at;
   return r;
 }
@@ -461,12 +490,7 @@ class MemoryStoreImpl final : public Store {
         if (slot.node == nullptr || slot.expired(now)) continue;
         const Node* node = slot.node;
         const Entry& e = node->e;
-        bytes += sizeof(Node) + node->key_size() + heap_bytes(e.event_id) + heap_bytes(e.event_type) +
-                 heap_bytes(e.fingerprint) + (e.result ? heap_bytes(*e.result) : 0);
-        if (e.cold) {
-          bytes += sizeof(Cold) + (e.cold->error ? heap_bytes(*e.cold->error) : 0) +
-                   (e.cold->checkpoint ? e.cold->checkpoint->name.size() + e.cold->checkpoint->data.size() : 0);
-        }
+        bytes += node_bytes(*node);
         switch (e.status) {
           case ProcessingStatus::kProcessing:
             ++s.processing;
@@ -505,6 +529,18 @@ class MemoryStoreImpl final : public Store {
   }
 
   Status ping() override { return ok_status(); }
+
+  Result<std::optional<std::uint64_t>> approximate_record_bytes(std::string_view key) override {
+    const Timestamp now = clock_->now();
+    const std::size_t hash = hash_key(key);
+    Shard& shard = shards_[shard_index(hash)];
+    std::lock_guard lock(shard.mutex);
+    const Slot* slot = shard.table.find(key, hash);
+    if (slot == nullptr || slot->expired(now)) return std::optional<std::uint64_t>();
+    // The node, plus this record's share of its shard's slot array.
+    const std::size_t records = std::max<std::size_t>(shard.table.size(), 1);
+    return std::optional<std::uint64_t>(node_bytes(*slot->node) + shard.table.capacity() * sizeof(Slot) / records);
+  }
 
   Result<std::optional<IdempotencyRecord>> wait_settled(std::string_view key, milliseconds timeout) override {
     using Steady = std::chrono::steady_clock;
@@ -549,6 +585,18 @@ class MemoryStoreImpl final : public Store {
     return s.capacity() > 15 ? s.capacity() + 1 : 0;  // beyond the small-string buffer
   }
 
+  // What one record's node holds on the heap (without its table slot).
+  static std::uint64_t node_bytes(const Node& node) noexcept {
+    const Entry& e = node.e;
+    std::uint64_t bytes = sizeof(Node) + node.key_size() + heap_bytes(e.event_id) + heap_bytes(e.event_type) +
+                          e.fingerprint.heap_bytes() + (e.result ? heap_bytes(*e.result) : 0);
+    if (e.cold) {
+      bytes += sizeof(Cold) + (e.cold->error ? heap_bytes(*e.cold->error) : 0) +
+               (e.cold->checkpoint ? e.cold->checkpoint->name.size() + e.cold->checkpoint->data.size() : 0);
+    }
+    return bytes;
+  }
+
   std::size_t shard_index(std::size_t hash) const noexcept {
     // The table uses the low bits of the hash for slots; the shard takes the
     // top bits so that the two stay independent.
@@ -576,7 +624,7 @@ class MemoryStoreImpl final : public Store {
   ClaimOutcome claim_existing(Shard& shard, std::size_t index, Slot& slot, const ClaimRequest& req, Timestamp now) {
     Entry& e = slot.node->e;
     ClaimOutcome out;
-    if (fingerprint_mismatch(e.fingerprint, req.fingerprint)) {
+    if (fingerprint_mismatch(e.fingerprint.view(), req.fingerprint)) {
       out.status = ClaimStatus::kMismatch;
     } else if (e.status == ProcessingStatus::kCompleted) {
       out.status = ClaimStatus::kCompleted;

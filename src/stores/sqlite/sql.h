@@ -188,6 +188,18 @@ inline constexpr std::string_view kCountByStatus =
 inline constexpr std::string_view kOldestProcessing =
     "SELECT " IDEM_SQLITE_RECORD_COLUMNS
     " FROM records WHERE status = 'PROCESSING' AND expires_at > ?1 ORDER BY first_seen_at, key LIMIT 1";
+// One record's share of the file: its column bytes (TEXT cast to BLOB, so
+// length() counts bytes), eight integer columns at up to 8 bytes, and the
+// record header and B-tree cell around them (about 28 bytes). The table is
+// WITHOUT ROWID with no other index, so the key is stored once.
+inline constexpr std::string_view kRecordBytes = R"sql(
+SELECT length(CAST(key AS BLOB)) + length(CAST(event_id AS BLOB)) + length(CAST(event_type AS BLOB))
+     + length(CAST(status AS BLOB)) + coalesce(length(result), 0) + coalesce(length(error), 0)
+     + length(CAST(fingerprint AS BLOB)) + coalesce(length(checkpoint_name), 0)
+     + coalesce(length(checkpoint_data), 0) + 8 * 8 + 28
+FROM records WHERE key = ?1 AND expires_at > ?2
+)sql";
+
 inline constexpr std::string_view kFileSize =
     "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
 

@@ -131,6 +131,7 @@ enum class Stmt : std::uint8_t {
   kCountByStatus,
   kOldestProcessing,
   kFileSize,
+  kRecordBytes,
   kBegin,
   kCommit,
   kRollback,
@@ -183,6 +184,7 @@ std::string_view statement_sql(Stmt s) {
     case Stmt::kCountByStatus: return sql::kCountByStatus;
     case Stmt::kOldestProcessing: return sql::kOldestProcessing;
     case Stmt::kFileSize: return sql::kFileSize;
+    case Stmt::kRecordBytes: return sql::kRecordBytes;
     case Stmt::kBegin: return sql::kBegin;
     case Stmt::kCommit: return sql::kCommit;
     case Stmt::kRollback: return sql::kRollback;
@@ -656,6 +658,21 @@ class SqliteStoreImpl final : public Store {
     Result<std::optional<IdempotencyRecord>> r = read(**lease, key);
     if (r && *r && (*r)->expires_at <= clock_->now()) return std::optional<IdempotencyRecord>();
     return r;
+  }
+
+  Result<std::optional<std::uint64_t>> approximate_record_bytes(std::string_view key) override {
+    Result<Lease> lease = pool_.acquire();
+    if (!lease) return std::move(lease).error();
+    Connection& c = **lease;
+    Result<sqlite3_stmt*> st = c.stmt(Stmt::kRecordBytes);
+    if (!st) return std::move(st).error();
+    StmtUse use(*st);
+    use.bind(1, key);
+    use.bind(2, to_ms(clock_->now()));
+    const int rc = use.step();
+    if (rc == SQLITE_DONE) return std::optional<std::uint64_t>();
+    if (rc != SQLITE_ROW) return c.error(rc, "measuring a record");
+    return std::optional<std::uint64_t>(static_cast<std::uint64_t>(use.int64(0)));
   }
 
   Result<bool> remove(std::string_view key) override {
