@@ -149,6 +149,24 @@ Error not_confirmed_claim(Error e) {
   return Error(e.code(), e.message() + "; not running the handler (the key stays PROCESSING until its lease expires)");
 }
 
+// duplicate_status() is what a claim that finds `rec` at `now_ms` of the
+// server's clock (-1: unknown) answers without acquiring, or nullopt for a
+// takeover or a retry.
+std::optional<ClaimStatus> duplicate_status(const IdempotencyRecord& rec, const OwnedClaim& r, long long now_ms) {
+  if (!r.fingerprint.empty() && !rec.fingerprint.empty() && rec.fingerprint != r.fingerprint) {
+    return ClaimStatus::kMismatch;
+  }
+  if (rec.status == ProcessingStatus::kCompleted) return ClaimStatus::kCompleted;
+  if (rec.status == ProcessingStatus::kFailed && !rec.retryable) return ClaimStatus::kFailed;
+  // The estimate is a lower bound: a lease that ended within its uncertainty
+  // still reads as live here (a later delivery takes over).
+  if (rec.status == ProcessingStatus::kProcessing && now_ms >= 0 &&
+      rec.lease_expires_at.time_since_epoch().count() > now_ms) {
+    return ClaimStatus::kInProgress;
+  }
+  return std::nullopt;
+}
+
 ClaimReading read_plain_claim(const Call& c, const OwnedClaim& r, Token token, const RedisStoreOptions& o,
                               bool& maybe_executed, bool& redis_answered) {
   const redisReply* reply = c.reply.get();
@@ -177,21 +195,9 @@ ClaimReading read_plain_claim(const Call& c, const OwnedClaim& r, Token token, c
   if (!decoded->expiry_known) return {};  // format 1: the script reads its expiry
   IdempotencyRecord& rec = decoded->record;
   ClaimOutcome out;
-  const long long now_ms = server_now_ms(c.node);
-  if (!r.fingerprint.empty() && !rec.fingerprint.empty() && rec.fingerprint != r.fingerprint) {
-    out.status = ClaimStatus::kMismatch;
-  } else if (rec.status == ProcessingStatus::kCompleted) {
-    out.status = ClaimStatus::kCompleted;
-  } else if (rec.status == ProcessingStatus::kFailed && !rec.retryable) {
-    out.status = ClaimStatus::kFailed;
-  } else if (rec.status == ProcessingStatus::kProcessing && now_ms >= 0 &&
-             rec.lease_expires_at.time_since_epoch().count() > now_ms) {
-    // The estimate is a lower bound: a lease that ended within its
-    // uncertainty still reads as live here (a later delivery takes over).
-    out.status = ClaimStatus::kInProgress;
-  } else {
-    return {};  // a takeover or a retry: the script decides with the server's clock
-  }
+  const std::optional<ClaimStatus> status = duplicate_status(rec, r, server_now_ms(c.node));
+  if (!status) return {};  // a takeover or a retry: the script decides with the server's clock
+  out.status = *status;
   out.record = std::move(rec);
   return {Result<ClaimOutcome>(std::move(out))};
 }
@@ -220,16 +226,8 @@ std::optional<Result<ClaimOutcome>> decide_json(Call& c, const OwnedClaim& r, st
   IdempotencyRecord& rec = d.record;
   const long long now_ms = now_us / 1000;
   ClaimOutcome out;
-  if (!r.fingerprint.empty() && !rec.fingerprint.empty() && rec.fingerprint != r.fingerprint) {
-    out.status = ClaimStatus::kMismatch;
-  } else if (rec.status == ProcessingStatus::kCompleted) {
-    out.status = ClaimStatus::kCompleted;
-  } else if (rec.status == ProcessingStatus::kFailed && !rec.retryable) {
-    out.status = ClaimStatus::kFailed;
-  } else if (rec.status == ProcessingStatus::kProcessing && rec.lease_expires_at.time_since_epoch().count() > now_ms) {
-    out.status = ClaimStatus::kInProgress;
-  }
-  if (out.status != ClaimStatus::kAcquired) {
+  if (const std::optional<ClaimStatus> status = duplicate_status(rec, r, now_ms)) {
+    out.status = *status;
     out.record = std::move(rec);
     return Result<ClaimOutcome>(std::move(out));
   }
