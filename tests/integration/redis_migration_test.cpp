@@ -390,6 +390,7 @@ TEST(MixedFleet, PythonAndIdemRunEveryEventOnceBetweenThem) {
         failure = o.error().to_string();
       } else if (o->acquired()) {
         redis()->command({"INCR", std::string("runs:") + id});
+        std::this_thread::sleep_for(1ms);  // the handler's work: the other side meets it in progress
         // Objects are stored as they are, anything else wrapped: the Python
         // side must read both.
         const std::string result = i % 10 == 0 ? "plain text result" : "{\"charged\": \"" + std::string(id) + "\"}";

@@ -15,6 +15,7 @@ import datetime
 import json
 import random
 import sys
+import time
 
 import redis
 
@@ -78,12 +79,17 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+SEEN = {}  # (writer, status) -> count, for the report
+
+
 def process(r, event, handler):
     """The original process(): one GET, SET NX EX, the handler, SET EX."""
     key = PREFIX + event["idempotency_key"]
     raw = r.get(key)
     if raw is not None:
         record = ProcessingRecord.parse(raw)
+        writer = "idem" if b'"token"' in raw else "python"
+        SEEN[(writer, record.status)] = SEEN.get((writer, record.status), 0) + 1
         if record.status in ("COMPLETED", "PROCESSING"):
             return "duplicate"
     record = ProcessingRecord(event["idempotency_key"], event["event_id"], event["event_type"], "PROCESSING",
@@ -123,6 +129,7 @@ def main():
 
     def handler(event):
         r.incr("runs:" + event["event_id"])
+        time.sleep(0.001)  # a handler takes a while: the other side meets it in progress
         return {"charged": event["event_id"], "by": "python"}
 
     counts = {"processed": 0, "duplicate": 0}
@@ -133,8 +140,9 @@ def main():
             counts[process(r, event, handler)] += 1
         except (ValueError, TypeError, KeyError) as e:
             sys.exit("python could not read the record of %s: %r" % (event_id, e))
-    print("python: %d deliveries, %d processed, %d duplicates" % (len(deliveries), counts["processed"],
-                                                                  counts["duplicate"]))
+    print("python: %d deliveries, %d processed, %d duplicates; read %s" % (
+        len(deliveries), counts["processed"], counts["duplicate"],
+        ", ".join("%d %s %s" % (n, w, st) for (w, st), n in sorted(SEEN.items()))))
 
 
 if __name__ == "__main__":
