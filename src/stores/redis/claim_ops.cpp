@@ -70,7 +70,7 @@ Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, bool wait, st
   Node* node = topology.route(r.key);
   std::optional<std::int64_t> now_us;
   if (node != nullptr) {
-    now_us = node->clock().now_us(Clock::now());
+    now_us = node->clock().claim_us(Clock::now());  // nullopt: too uncertain, the script reads TIME
     node->refresh_clock();
   }
   if (!now_us || *now_us <= 0) {
