@@ -73,18 +73,13 @@ class ConfirmOp final : public Operation<Unit, StatusCallback> {
       return Result<Unit>(Error(ErrorCode::kUnavailable, "redis: the record of '" + key_ + "' changed while the " +
                                                              what_ + " confirmed it on the replicas; retry"));
     }
-    long long acked = 0;
-    if (!c.wait_reply || !reply_int(c.wait_reply.get(), acked)) {
-      if (c.wait_reply && c.wait_reply->type == REDIS_REPLY_ERROR) {
-        return Result<Unit>(map_error(Failure::kServerReply, reply_text(c.wait_reply.get())));
-      }
-      return Result<Unit>(bad_reply("WAIT"));
-    }
+    Result<long long> acked = replicas_acked(c);
+    if (!acked) return Result<Unit>(std::move(acked).error());
     const auto want = core_.options().wait_replicas;
-    if (acked >= static_cast<long long>(want)) return Result<Unit>(Unit{});
+    if (*acked >= static_cast<long long>(want)) return Result<Unit>(Unit{});
     return Result<Unit>(map_error(
         Failure::kNotConfirmed,
-        "the " + std::string(what_) + " found '" + key_ + "' settled on the master, but " + std::to_string(acked) +
+        "the " + std::string(what_) + " found '" + key_ + "' settled on the master, but " + std::to_string(*acked) +
             " of " + std::to_string(want) +
             " replicas confirmed it within the WAIT timeout: a failover now could lose that outcome; retry later"));
   }
