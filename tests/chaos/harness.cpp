@@ -242,7 +242,15 @@ class Run {
   }
 
   bool inject() {
-    const std::string kind = kinds_[std::uniform_int_distribution<std::size_t>(0, kinds_.size() - 1)(rng_)];
+    // Shuffled rounds, each kind once per round: a short run reaches every
+    // kind after as many faults as there are kinds, even when one of them (a
+    // Sentinel failover) takes seconds and a run holds only a few faults.
+    if (round_.empty()) {
+      round_ = kinds_;
+      std::shuffle(round_.begin(), round_.end(), rng_);
+    }
+    const std::string kind = round_.back();
+    round_.pop_back();
     if (kind.rfind("store:", 0) == 0) {
       std::string error;
       if (env_->inject(kind.substr(6), rng_, *history_, &error)) return true;
@@ -359,6 +367,7 @@ class Run {
   std::optional<HistoryWriter> history_;
   std::unique_ptr<StoreEnv> env_;
   std::vector<std::string> kinds_;
+  std::vector<std::string> round_;  // the kinds still to come in this round
   bool crash_ = false;
   std::string prefix_;
   std::int64_t t0_ = 0;

@@ -246,6 +246,26 @@ TEST(RedisServerClock, KeepsTheTighterSampleAndAsksForRefresh) {
   EXPECT_FALSE(clock.needs_refresh(t0 + milliseconds(200))) << "tried 50 ms ago";
 }
 
+// A claim chooses its token from the estimate only while the estimate is
+// tight; a sample taken while the client's thread was descheduled (a
+// 300 ms round trip) leaves the choice to the claim script (server TIME).
+TEST(RedisServerClock, ClaimsUseOnlyATightEstimate) {
+  SimServer server;
+  rd::ServerClock clock;
+  const Time t0 = server.origin;
+  EXPECT_FALSE(clock.claim_us(t0).has_value());
+  clock.observe(server.server_us(t0 + milliseconds(150)), t0, t0 + milliseconds(300));
+  EXPECT_TRUE(clock.now_us(t0 + milliseconds(300)).has_value());
+  EXPECT_FALSE(clock.claim_us(t0 + milliseconds(300)).has_value()) << "a 300 ms wide estimate was used for a claim";
+  const Time t1 = t0 + milliseconds(400);
+  clock.observe(server.server_us(t1), t1, t1 + microseconds(200));
+  ASSERT_TRUE(clock.claim_us(t1 + milliseconds(1)).has_value());
+  EXPECT_EQ(*clock.claim_us(t1 + milliseconds(1)), *clock.now_us(t1 + milliseconds(1)));
+  // The bound holds while the sample ages: 200 µs + 2 x 1000 ppm x age <= 10 ms.
+  EXPECT_TRUE(clock.claim_us(t1 + std::chrono::seconds(4)).has_value());
+  EXPECT_FALSE(clock.claim_us(t1 + std::chrono::seconds(6)).has_value());
+}
+
 // The bound of docs/design.md: a key's next life gets a higher token than its
 // last one when the new claim is made more than the claimant's uncertainty
 // U after the previous token was issued (its estimate is at most U behind

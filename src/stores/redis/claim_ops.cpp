@@ -78,7 +78,7 @@ Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, const RedisSt
   Node* node = topology.route(r.key);
   std::optional<std::int64_t> now_us;
   if (node != nullptr) {
-    now_us = node->clock().now_us(Clock::now());
+    now_us = node->clock().claim_us(Clock::now());  // nullopt: too uncertain, the script reads TIME
     node->refresh_clock();
   }
   if (!now_us || *now_us <= 0) {
@@ -131,17 +131,12 @@ constexpr int kMaxJsonRounds = 8;
 Status check_wait(const Call& c, const RedisStoreOptions& o, std::string_view key, std::string_view what,
                   bool& redis_answered) {
   if (o.wait_replicas == 0) return {};
-  long long acked = 0;
-  if (!c.wait_reply || !reply_int(c.wait_reply.get(), acked)) {
-    if (c.wait_reply && c.wait_reply->type == REDIS_REPLY_ERROR) {
-      return map_error(Failure::kServerReply, reply_text(c.wait_reply.get()));
-    }
-    return bad_reply("WAIT");
-  }
-  if (acked >= static_cast<long long>(o.wait_replicas)) return {};
+  Result<long long> acked = replicas_acked(c);
+  if (!acked) return std::move(acked).error();
+  if (*acked >= static_cast<long long>(o.wait_replicas)) return {};
   redis_answered = true;
   return map_error(Failure::kNotConfirmed, std::string(what) + " of '" + std::string(key) + "' reached " +
-                                               std::to_string(acked) + " of " + std::to_string(o.wait_replicas) +
+                                               std::to_string(*acked) + " of " + std::to_string(o.wait_replicas) +
                                                " replicas within the WAIT timeout");
 }
 

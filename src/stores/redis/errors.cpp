@@ -86,6 +86,9 @@ Error map_error(Failure failure, std::string_view detail) {
         return Error(ErrorCode::kCorrupt, msg + " (the key holds a value that is not an idem record)");
       }
       if (detail.starts_with("IDEMCORRUPT")) return Error(ErrorCode::kCorrupt, std::move(msg));
+      // A WAIT cut short because the server changed role (a master demoted
+      // in a failover): an outage, though the write before it did run.
+      if (detail.starts_with("UNBLOCKED")) return Error(ErrorCode::kUnavailable, std::move(msg));
       return Error(ErrorCode::kInternal, std::move(msg));
     case Failure::kProtocol:
     case Failure::kUnexpected:

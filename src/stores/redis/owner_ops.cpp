@@ -134,19 +134,14 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
       default: return Result<Unit>(bad_reply(what_));
     }
     if (wait_) {
-      long long acked = 0;
-      if (!c.wait_reply || !reply_int(c.wait_reply.get(), acked)) {
-        if (c.wait_reply && c.wait_reply->type == REDIS_REPLY_ERROR) {
-          return Result<Unit>(map_error(Failure::kServerReply, reply_text(c.wait_reply.get())));
-        }
-        return Result<Unit>(bad_reply("WAIT"));
-      }
+      Result<long long> acked = replicas_acked(c);
+      if (!acked) return Result<Unit>(std::move(acked).error());
       const auto want = core_.options().wait_replicas;
-      if (acked < static_cast<long long>(want)) {
+      if (*acked < static_cast<long long>(want)) {
         redis_answered_ = true;
         return Result<Unit>(map_error(
             Failure::kNotConfirmed,
-            std::string(what_) + " of '" + key_ + "' is on the master but reached " + std::to_string(acked) + " of " +
+            std::string(what_) + " of '" + key_ + "' is on the master but reached " + std::to_string(*acked) + " of " +
                 std::to_string(want) +
                 " replicas within the WAIT timeout: a failover now could lose it (the key would run again after "
                 "its lease)"));
