@@ -9,6 +9,6 @@ if [[ $# -gt 0 ]]; then
   exec clang-format -i "$@"
 fi
 dirs=()
-for d in include src cli tests bench examples fuzz; do [[ -d "$d" ]] && dirs+=("$d"); done
+for d in include src cli tests bench examples fuzz bindings; do [[ -d "$d" ]] && dirs+=("$d"); done
 find "${dirs[@]}" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' -o -name '*.cc' \) -print0 |
   xargs -0 -r clang-format -i

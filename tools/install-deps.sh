@@ -36,7 +36,10 @@ packages=(
   doxygen     # the API reference (target idem_docs)
   openssl ca-certificates
   curl  # the HTTP middleware's smoke test drives idem webhook-demo with a real curl
-  python3 python3-redis  # redis_migration_test: a consumer of the original Python module in the mixed fleet
+  # the Python package (bindings/python) and its tests, example and benchmark;
+  # python3-redis also for redis_migration_test (the original module's consumer in the mixed fleet)
+  python3-dev pybind11-dev python3-pybind11 python3-pytest
+  python3-fastapi python3-uvicorn python3-httpx python3-redis
 )
 # Extra packages, space-separated (for a tool of your own).
 read -r -a extra <<<"${IDEM_EXTRA_PACKAGES:-}"

@@ -9,7 +9,7 @@
 #
 #   ci     preset ci (RelWithDebInfo, -Werror): build everything, run every
 #          ctest label (unit, conformance, integration, packaging, examples, ops,
-#          docs, chaos, model) with IDEM_REQUIRE_SERVERS=1, so a missing server
+#          docs, chaos, model, python) with IDEM_REQUIRE_SERVERS=1, so a missing server
 #          fails instead of skipping
 #   asan   preset asan-ubsan: the unit and conformance tests under ASan+UBSan
 #   tsan   preset tsan: the unit and conformance tests under TSan
@@ -247,7 +247,7 @@ stage_fuzz() {
 
 stage_lint() {
   local dirs=() d
-  for d in include src cli tests bench examples fuzz; do [[ -d "$d" ]] && dirs+=("$d"); done
+  for d in include src cli tests bench examples fuzz bindings; do [[ -d "$d" ]] && dirs+=("$d"); done
   local files=()
   mapfile -t files < <(find "${dirs[@]}" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' -o -name '*.cc' \) |
     LC_ALL=C sort)

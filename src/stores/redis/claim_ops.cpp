@@ -56,6 +56,13 @@ long long server_now_ms(Node* node) {
   return us ? *us / 1000 : -1;
 }
 
+// How far the server's clock may be above server_now_ms(), rounded up.
+long long server_clock_slack_ms(Node* node) {
+  if (node == nullptr) return 0;
+  const auto u = node->clock().uncertainty(Clock::now());
+  return u ? (u->count() + 999) / 1000 + 1 : 0;
+}
+
 void fill_script_claim(Call& c, const OwnedClaim& r, const RedisStoreOptions& o) {
   c.script = kClaim;
   c.args.clear();
@@ -145,18 +152,22 @@ Error not_confirmed_claim(Error e) {
 }
 
 // duplicate_status() is what a claim that finds `rec` at `now_ms` of the
-// server's clock (-1: unknown) answers without acquiring, or nullopt for a
-// takeover or a retry.
-std::optional<ClaimStatus> duplicate_status(const IdempotencyRecord& rec, const OwnedClaim& r, long long now_ms) {
+// server's clock (-1: unknown; the clock may read up to `slack_ms` more)
+// answers without acquiring, or nullopt for a takeover or a retry.
+std::optional<ClaimStatus> duplicate_status(const IdempotencyRecord& rec, const OwnedClaim& r, long long now_ms,
+                                            long long slack_ms) {
   if (!r.fingerprint.empty() && !rec.fingerprint.empty() && rec.fingerprint != r.fingerprint) {
     return ClaimStatus::kMismatch;
   }
   if (rec.status == ProcessingStatus::kCompleted) return ClaimStatus::kCompleted;
   if (rec.status == ProcessingStatus::kFailed && !rec.retryable) return ClaimStatus::kFailed;
-  // The estimate is a lower bound: a lease that ended within its uncertainty
-  // still reads as live here (a later delivery takes over).
+  // Live even by the highest reading of the server's clock. A lease that may
+  // have ended within the estimate's uncertainty goes to the script, which
+  // decides with the server's own clock: a claim made right after
+  // wait_settled() saw the lease end must take the key over, not report it
+  // in progress.
   if (rec.status == ProcessingStatus::kProcessing && now_ms >= 0 &&
-      rec.lease_expires_at.time_since_epoch().count() > now_ms) {
+      rec.lease_expires_at.time_since_epoch().count() > now_ms + slack_ms) {
     return ClaimStatus::kInProgress;
   }
   return std::nullopt;
@@ -190,7 +201,8 @@ ClaimReading read_plain_claim(const Call& c, const OwnedClaim& r, Token token, c
   if (!decoded->expiry_known) return {};  // format 1: the script reads its expiry
   IdempotencyRecord& rec = decoded->record;
   ClaimOutcome out;
-  const std::optional<ClaimStatus> status = duplicate_status(rec, r, server_now_ms(c.node));
+  const std::optional<ClaimStatus> status =
+      duplicate_status(rec, r, server_now_ms(c.node), server_clock_slack_ms(c.node));
   if (!status) return {};  // a takeover or a retry: the script decides with the server's clock
   out.status = *status;
   out.record = std::move(rec);
@@ -216,15 +228,24 @@ Result<ClaimOutcome> read_script_claim(const Call& c, const OwnedClaim& r, const
 // old one and from the server's clock: a legacy record has none, and every
 // token Idem handed out for an earlier life of the key came before the
 // original module's SET NX created this one.
-std::optional<Result<ClaimOutcome>> decide_json(Call& c, const OwnedClaim& r, std::string_view old, DecodedRecord d,
-                                                long long now_us, JsonClaim& js) {
+std::optional<Result<ClaimOutcome>> decide_json(Call& c, const OwnedClaim& r, const RedisStoreOptions& o,
+                                                std::string_view old, DecodedRecord d, long long now_us,
+                                                long long slack_ms, JsonClaim& js) {
   IdempotencyRecord& rec = d.record;
   const long long now_ms = now_us / 1000;
   ClaimOutcome out;
-  if (const std::optional<ClaimStatus> status = duplicate_status(rec, r, now_ms)) {
+  if (const std::optional<ClaimStatus> status = duplicate_status(rec, r, now_ms, slack_ms)) {
     out.status = *status;
     out.record = std::move(rec);
     return Result<ClaimOutcome>(std::move(out));
+  }
+  if (rec.status == ProcessingStatus::kProcessing && rec.lease_expires_at.time_since_epoch().count() > now_ms) {
+    // The lease may have ended within the estimate's uncertainty: the claim
+    // script returns the record with the server's own time.
+    fill_script_claim(c, r, o);
+    c.reply.reset();
+    c.wait_reply.reset();
+    return std::nullopt;
   }
   const Timestamp now{std::chrono::milliseconds(now_ms)};
   out.acquire_kind = rec.status == ProcessingStatus::kProcessing ? AcquireKind::kTakeover : AcquireKind::kRetry;
@@ -320,7 +341,7 @@ std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Tok
       const std::string old(reply_text(reply->element[2]));
       Result<DecodedRecord> d = decode_record(r.key, old, std::nullopt, legacy_policy(o));
       if (!d) return Result<ClaimOutcome>(std::move(d).error());
-      return decide_json(c, r, old, std::move(*d), now_us, js);
+      return decide_json(c, r, o, old, std::move(*d), now_us, 0, js);
     }
     return name_key(read_script_claim(c, r, o, maybe_executed, redis_answered), r.key);
   }
@@ -329,7 +350,7 @@ std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Tok
   if (reading.json && c.node != nullptr) {
     if (const auto now_us = c.node->clock().now_us(Clock::now()); now_us && *now_us > 0) {
       const std::string old(reply_text(c.reply.get()));
-      return decide_json(c, r, old, std::move(*reading.json), *now_us, js);
+      return decide_json(c, r, o, old, std::move(*reading.json), *now_us, server_clock_slack_ms(c.node), js);
     }
   }
   // The claim script decides (for a JSON record: returns it with the time).
