@@ -98,6 +98,20 @@ std::shared_ptr<idem::Store> shared_store() {
   return store;
 }
 
+// The same server through a store writing JSON records (layout=json, the
+// migration layout): its cost next to the packed layout's.
+std::shared_ptr<idem::Store> json_store() {
+  static std::shared_ptr<idem::Store> store = [] {
+    auto s = idem::RedisStore::open(url("?layout=json"));
+    if (!s.ok() || !(*s)->ping()) {
+      std::cerr << "cannot open the layout=json store\n";
+      std::exit(1);
+    }
+    return *s;
+  }();
+  return store;
+}
+
 // Redis server CPU seconds (user + sys) so far, from INFO cpu.
 double server_cpu_seconds() {
   auto info = idem::test::raw_command({"127.0.0.1", static_cast<std::uint16_t>(bench_server().port)}, {"INFO", "cpu"});
@@ -287,9 +301,10 @@ class AsyncDriver {
 
 constexpr std::uint64_t kCompletedKeys = 20'000;
 
-bool prepare_completed_keys() {
-  const bool prepared = [] {
-    auto store = shared_store();
+// prepare_completed_keys() completes the duplicates' keys in `store`'s
+// layout, after the benchmark's FLUSHALL.
+bool prepare_completed_keys(const std::shared_ptr<idem::Store>& store) {
+  const bool prepared = [&] {
     std::vector<std::string> keys;
     KeyBuf kb;
     for (std::uint64_t i = 0; i < kCompletedKeys; ++i) keys.emplace_back(kb.make("dup", i));
@@ -309,10 +324,9 @@ bool prepare_completed_keys() {
   return prepared;
 }
 
-void run_async(benchmark::State& state, double dup_share) {
-  auto store = shared_store();
+void run_async(benchmark::State& state, double dup_share, std::shared_ptr<idem::Store> store = shared_store()) {
   fresh_keyspace();
-  if (dup_share > 0 && !prepare_completed_keys()) state.SkipWithError("could not prepare completed keys");
+  if (dup_share > 0 && !prepare_completed_keys(store)) state.SkipWithError("could not prepare completed keys");
   const auto inflight = static_cast<int>(state.range(0));
   constexpr std::uint64_t kPerIteration = 50'000;
   const ServerCpu cpu;
@@ -336,6 +350,12 @@ BENCHMARK(AsyncNewEvents)->Arg(64)->Arg(256)->UseRealTime()->MinTime(2.0)->Unit(
 // A stream of 95% duplicates of completed events and 5% new ones.
 void AsyncDuplicates95(benchmark::State& state) { run_async(state, 0.95); }
 BENCHMARK(AsyncDuplicates95)->Arg(64)->UseRealTime()->MinTime(2.0)->Unit(benchmark::kMillisecond);
+
+// The same two with layout=json records (docs/redis.md, JSON records).
+void AsyncNewEventsJson(benchmark::State& state) { run_async(state, 0.0, json_store()); }
+BENCHMARK(AsyncNewEventsJson)->Arg(64)->UseRealTime()->MinTime(2.0)->Unit(benchmark::kMillisecond);
+void AsyncDuplicates95Json(benchmark::State& state) { run_async(state, 0.95, json_store()); }
+BENCHMARK(AsyncDuplicates95Json)->Arg(64)->UseRealTime()->MinTime(2.0)->Unit(benchmark::kMillisecond);
 
 // ---- synchronous, through the store --------------------------------------
 
@@ -369,7 +389,7 @@ void SyncDuplicate(benchmark::State& state) {
   // One thread prepares, the others wait at the first iteration.
   if (state.thread_index() == 0) {
     fresh_keyspace();
-    if (!prepare_completed_keys()) state.SkipWithError("could not prepare completed keys");
+    if (!prepare_completed_keys(shared_store())) state.SkipWithError("could not prepare completed keys");
   }
   std::uint64_t i = static_cast<std::uint64_t>(state.thread_index()) * 7919;
   std::uint64_t failures = 0;

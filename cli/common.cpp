@@ -153,6 +153,11 @@ std::string_view lease_state(const IdempotencyRecord& record, Timestamp now) {
 
 }  // namespace
 
+// A record written by the original Python module, read in place by the Redis
+// store (docs/guide/migration.md): it has no fencing token, and no store
+// hands out token 0.
+bool is_legacy(const IdempotencyRecord& record) { return record.token == 0; }
+
 nlohmann::json record_to_json(const IdempotencyRecord& record, Timestamp now) {
   using nlohmann::json;
   json out;
@@ -162,6 +167,7 @@ nlohmann::json record_to_json(const IdempotencyRecord& record, Timestamp now) {
   out["status"] = std::string(to_string(record.status));
   out["attempt"] = record.attempt;
   out["token"] = record.token;
+  out["legacy"] = is_legacy(record);
   out["result"] = record.result ? json(*record.result) : json(nullptr);
   out["error"] = record.error ? json(*record.error) : json(nullptr);
   out["retryable"] = record.retryable;
@@ -202,7 +208,8 @@ std::string record_to_text(const IdempotencyRecord& record, Timestamp now) {
   line("key", record.idempotency_key);
   line("status",
        std::string(to_string(record.status)) +
-           (record.status == ProcessingStatus::kFailed ? (record.retryable ? " (retryable)" : " (terminal)") : ""));
+           (record.status == ProcessingStatus::kFailed ? (record.retryable ? " (retryable)" : " (terminal)") : "") +
+           (is_legacy(record) ? "   legacy: written by the original Python module" : ""));
   line("event", record.event_id + (record.event_type.empty() ? "" : " (" + record.event_type + ")"));
   line("attempt", std::to_string(record.attempt) + "   token " + std::to_string(record.token));
   line("lease", lease_summary(record, now));

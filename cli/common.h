@@ -93,6 +93,9 @@ bool stderr_is_tty();
 
 // The record as JSON, with derived lease and TTL fields (see docs/cli.md).
 nlohmann::json record_to_json(const IdempotencyRecord& record, Timestamp now);
+// is_legacy() is true for a record of the original Python module (token 0),
+// which the Redis store reads in place; get and list mark it.
+bool is_legacy(const IdempotencyRecord& record);
 // The record as a readable multi-line block.
 std::string record_to_text(const IdempotencyRecord& record, Timestamp now);
 // "held, 12.5s left" / "expired 3m ago" / "none (COMPLETED)".

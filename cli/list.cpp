@@ -75,6 +75,7 @@ int run_list(const ListOptions& options) {
                       format_duration(t - record.first_seen_at).c_str(), record.attempt);
         out += head.data();
         out += record.idempotency_key;
+        if (is_legacy(record)) out += "  (legacy)";
         out += '\n';
       }
       if (++printed == options.limit) break;

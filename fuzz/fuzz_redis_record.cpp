@@ -1,12 +1,15 @@
 // File: fuzz/fuzz_redis_record.cpp
 //
-// libFuzzer target for the Redis store's packed record codec
-// (src/stores/redis/record_codec.h), which reads whatever a Redis key holds.
+// libFuzzer target for the Redis store's record readers: the packed record
+// codec (src/stores/redis/record_codec.h) and, for a value starting with '{',
+// the JSON records (json_layout.h: the original Python module's and
+// layout=json), which read whatever a Redis key holds.
 // Beyond "does not crash" it checks:
-//   - a rejection is kCorrupt;
-//   - a decoded record that can be written again (format 2) decodes back to
-//     the same record (encode is the inverse of decode);
-//   - a format-2 record states its own expiry; format 1 needs the one given.
+//   - a rejection is kCorrupt and names the key;
+//   - a decoded record that can be written again (format 2, or Idem's JSON
+//     layout) decodes back to the same record (encode is the inverse of decode);
+//   - a format-2 or Idem JSON record states its own expiry; format 1 and a
+//     legacy JSON record need the one given.
 //
 // Input: byte 0 bit 0 gives an expiry (PEXPIRETIME) to the decoder; byte 1 is
 // the key's length; then the key; the rest is the value.
@@ -17,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "stores/redis/json_layout.h"
 #include "stores/redis/record_codec.h"
 
 namespace {
@@ -41,6 +45,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto decoded = idem::redis_detail::decode_record(key, value, expiry);
   if (!decoded) {
     if (decoded.error().code() != idem::ErrorCode::kCorrupt) fail("rejection is not kCorrupt", key, value);
+    if (decoded.error().message().find(key) == std::string::npos) fail("rejection does not name the key", key, value);
+    return 0;
+  }
+  if (decoded->json) {
+    if (decoded->legacy) {
+      if (decoded->record.token != 0) fail("a legacy record has a token", key, value);
+      if (decoded->expiry_known != with_expiry) fail("legacy expiry known without PEXPIRETIME", key, value);
+      return 0;
+    }
+    if (!decoded->expiry_known) fail("an Idem JSON record does not state its expiry", key, value);
+    std::optional<std::string> again = idem::redis_detail::encode_json_record(key, decoded->record);
+    if (!again) return 0;  // e.g. an event id that is not UTF-8 cannot be written again
+    auto back = idem::redis_detail::decode_record(key, *again, std::nullopt);
+    if (!back) fail("an encoded JSON record does not decode", key, *again);
+    if (back->record != decoded->record) fail("decode(encode_json(record)) != record", key, *again);
     return 0;
   }
   if (!decoded->expiry_known && with_expiry) fail("expiry unknown although it was given", key, value);

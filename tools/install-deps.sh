@@ -36,7 +36,8 @@ packages=(
   doxygen     # the API reference (target idem_docs)
   openssl ca-certificates
   curl  # the HTTP middleware's smoke test drives idem webhook-demo with a real curl
-  # the Python package (bindings/python) and its tests, example and benchmark
+  # the Python package (bindings/python) and its tests, example and benchmark;
+  # python3-redis also for redis_migration_test (the original module's consumer in the mixed fleet)
   python3-dev pybind11-dev python3-pybind11 python3-pytest
   python3-fastapi python3-uvicorn python3-httpx python3-redis
 )

@@ -283,7 +283,15 @@ class Run {
   }
 
   bool inject() {
-    const std::string kind = kinds_[std::uniform_int_distribution<std::size_t>(0, kinds_.size() - 1)(rng_)];
+    // Shuffled rounds, each kind once per round: a short run reaches every
+    // kind after as many faults as there are kinds, even when one of them (a
+    // Sentinel failover) takes seconds and a run holds only a few faults.
+    if (round_.empty()) {
+      round_ = kinds_;
+      std::shuffle(round_.begin(), round_.end(), rng_);
+    }
+    const std::string kind = round_.back();
+    round_.pop_back();
     if (kind.rfind("store:", 0) == 0) {
       // A fault that ends every client session (a PostgreSQL restart) waits
       // until no worker is frozen: the frozen worker's open transaction would
@@ -407,6 +415,7 @@ class Run {
   std::vector<std::string> kinds_;
   std::string deferred_;  // a store fault waiting for frozen workers to thaw
   bool self_freeze_ = false;
+  std::vector<std::string> round_;  // the kinds still to come in this round
   bool crash_ = false;
   std::string prefix_;
   std::int64_t t0_ = 0;

@@ -619,6 +619,15 @@ TEST(CliRedisTest, BenchOnASharedStoreReadsNoOtherRecord) {
   EXPECT_EQ(dead.code, 1) << dead.err;
   EXPECT_NE(dead.err.find("does not answer"), std::string::npos) << dead.err;
   EXPECT_EQ(dead.err.find("circuit"), std::string::npos) << dead.err;
+
+  // Issue 16 item 4: an ACL user without DEL cannot clean up after the run;
+  // the bench says so and fails instead of leaving its records silently.
+  ASSERT_TRUE(server->command({"ACL", "SETUSER", "nodel", "on", ">pw", "~idempotency:*", "&*", "+@all", "-del"}));
+  const std::string nodel = "redis://nodel:pw@127.0.0.1:" + std::to_string(server->port());
+  CliRun kept = run_idem({"bench", "--store", nodel, "--events", "20"});
+  EXPECT_EQ(kept.code, 1) << kept.err;
+  EXPECT_NE(kept.err.find("could not be removed"), std::string::npos) << kept.err;
+  EXPECT_NE(kept.err.find("'del'"), std::string::npos) << "the error must name the missing command: " << kept.err;
 }
 #endif
 

@@ -55,6 +55,23 @@ if(TARGET idem_redis AND TARGET idem_contract_suite)
     TIMEOUT 300)
 endif()
 
+# Migration from the original Python module (issue 15): its records read in
+# place, and a mixed fleet with a Python consumer (redis_mixed_fleet.py, run
+# with /usr/bin/python3 and Debian's python3-redis).
+if(TARGET idem_redis)
+  idem_add_test(NAME redis_migration_test
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/redis_migration_test.cpp
+    LABELS integration
+    DEPS idem_redis_test_support
+    TIMEOUT 180)
+  target_compile_definitions(redis_migration_test PRIVATE
+    IDEM_MIXED_FLEET_SCRIPT="${CMAKE_CURRENT_LIST_DIR}/redis_mixed_fleet.py")
+  if(TARGET idem_cli)
+    add_dependencies(redis_migration_test idem_cli)
+    target_compile_definitions(redis_migration_test PRIVATE IDEM_CLI_PATH="$<TARGET_FILE:idem_cli>")
+  endif()
+endif()
+
 # The Redis store's pure parts (record codec, server clock, tokens): no server.
 if(TARGET idem_redis)
   idem_add_test(NAME redis_unit_test

@@ -47,6 +47,14 @@ StoreFixture redis_fixture_async() {
                       }};
 }
 
+// layout=json: records the original Python module can read (json_layout.h).
+StoreFixture redis_fixture_json() {
+  return StoreFixture{"RedisJson", [] {
+                        redis()->command({"FLUSHALL"});
+                        return open_store("?layout=json");
+                      }};
+}
+
 idem::ClaimRequest claim_req(std::string_view key) {
   idem::ClaimRequest r;
   r.key = key;
@@ -213,3 +221,5 @@ TEST(RedisClientConcurrency, StoreReleasedInsideItsOwnCallback) {
 INSTANTIATE_STORE_CONTRACT(Redis, redis_fixture());
 // The same suite through the asynchronous API (each call is *_async + wait).
 INSTANTIATE_STORE_CONTRACT(RedisAsync, redis_fixture_async());
+// The JSON record layout (layout=json), the same state machine.
+INSTANTIATE_STORE_CONTRACT(RedisJson, redis_fixture_json());

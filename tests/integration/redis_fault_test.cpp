@@ -19,6 +19,7 @@
 #include "idem/core/processor.h"
 #include "idem/stores/redis.h"
 #include "integration/redis_support.h"
+#include "stores/redis/scripts.h"
 
 namespace {
 
@@ -283,7 +284,7 @@ TEST_F(RedisFault, FrozenServerTimesOutOpensBreakerAndRecovers) {
 
 // ---------------------------------------------------------------------------
 // A fake server: answers the handshake (+OK per command),
-// then whatever the test says, command by command (seven SCRIPT LOADs first). TIME (the client's clock
+// then whatever the test says, command by command (one SCRIPT LOAD per script first). TIME (the client's clock
 // samples) is answered +OK apart from that count: it leaves the client
 // without a server clock, so that claims go through the claim script, whose
 // replies the tests write.
@@ -294,7 +295,8 @@ class FakeServer {
   // (0-based); an empty string means "say nothing"; "<close>" closes.
   using Responder = std::function<std::string(int n)>;
 
-  explicit FakeServer(Responder respond, int handshake = 7) : respond_(std::move(respond)), handshake_(handshake) {
+  explicit FakeServer(Responder respond, int handshake = static_cast<int>(idem::redis_detail::kScriptCount))
+      : respond_(std::move(respond)), handshake_(handshake) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;

@@ -308,6 +308,19 @@ TEST(RedisSentinel, ForcedReplicaLagLosesAcknowledgedEventsWithoutWaitNoneWithIt
   std::vector<std::string> acked_waiting;
   run(**plain, "idempotency:events:lag-plain-", 40, acked_plain);
   const int refused_waiting = run(**waiting, "idempotency:events:lag-wait-", 4, acked_waiting);
+  // A duplicate that reads a completion the replica does not have: without
+  // WAIT it is told "completed"; with it, the store refuses to vouch for an
+  // outcome a failover could lose (the record is rewritten and WAITed on).
+  ASSERT_FALSE(acked_plain.empty());
+  auto dup_plain = (*plain)->claim(claim_req(acked_plain.front()));
+  ASSERT_TRUE(dup_plain.ok()) << dup_plain.error().to_string();
+  EXPECT_EQ(dup_plain->status, idem::ClaimStatus::kCompleted);
+  auto dup_waiting = (*waiting)->claim(claim_req(acked_plain.front()));
+  ASSERT_FALSE(dup_waiting.ok()) << "a completion only the master has was reported as settled";
+  EXPECT_EQ(dup_waiting.error().code(), idem::ErrorCode::kUnavailable) << dup_waiting.error().to_string();
+  auto read_waiting = (*waiting)->get(acked_plain.front());
+  ASSERT_FALSE(read_waiting.ok()) << "a completion only the master has was read as settled";
+  EXPECT_EQ(read_waiting.error().code(), idem::ErrorCode::kUnavailable) << read_waiting.error().to_string();
   int early_acked = 0;
   for (std::size_t i = 0; i < early.size(); ++i) {
     if ((*waiting)->complete({.key = early[i], .token = early_tokens[i], .result = "r"}).ok()) ++early_acked;

@@ -1,5 +1,6 @@
 // Unit tests of the Redis store's pure parts (no server): the packed record
-// codec (both formats), the server clock estimate and the bound it gives the
+// codec (both formats), JSON records (the original module's and layout=json),
+// the server clock estimate and the bound it gives the
 // tokens, the process token sequence, and the claim cache.
 #include <gtest/gtest.h>
 
@@ -7,6 +8,7 @@
 #include <thread>
 
 #include "stores/redis/claim_cache.h"
+#include "stores/redis/json_layout.h"
 #include "stores/redis/record_codec.h"
 #include "stores/redis/server_clock.h"
 
@@ -244,6 +246,26 @@ TEST(RedisServerClock, KeepsTheTighterSampleAndAsksForRefresh) {
   EXPECT_FALSE(clock.needs_refresh(t0 + milliseconds(200))) << "tried 50 ms ago";
 }
 
+// A claim chooses its token from the estimate only while the estimate is
+// tight; a sample taken while the client's thread was descheduled (a
+// 300 ms round trip) leaves the choice to the claim script (server TIME).
+TEST(RedisServerClock, ClaimsUseOnlyATightEstimate) {
+  SimServer server;
+  rd::ServerClock clock;
+  const Time t0 = server.origin;
+  EXPECT_FALSE(clock.claim_us(t0).has_value());
+  clock.observe(server.server_us(t0 + milliseconds(150)), t0, t0 + milliseconds(300));
+  EXPECT_TRUE(clock.now_us(t0 + milliseconds(300)).has_value());
+  EXPECT_FALSE(clock.claim_us(t0 + milliseconds(300)).has_value()) << "a 300 ms wide estimate was used for a claim";
+  const Time t1 = t0 + milliseconds(400);
+  clock.observe(server.server_us(t1), t1, t1 + microseconds(200));
+  ASSERT_TRUE(clock.claim_us(t1 + milliseconds(1)).has_value());
+  EXPECT_EQ(*clock.claim_us(t1 + milliseconds(1)), *clock.now_us(t1 + milliseconds(1)));
+  // The bound holds while the sample ages: 200 µs + 2 x 1000 ppm x age <= 10 ms.
+  EXPECT_TRUE(clock.claim_us(t1 + std::chrono::seconds(4)).has_value());
+  EXPECT_FALSE(clock.claim_us(t1 + std::chrono::seconds(6)).has_value());
+}
+
 // The bound of docs/design.md: a key's next life gets a higher token than its
 // last one when the new claim is made more than the claimant's uncertainty
 // U after the previous token was issued (its estimate is at most U behind
@@ -315,6 +337,227 @@ TEST(RedisClaimCache, TakeOnlyTheRecordOfThatToken) {
   for (int i = 0; i < 200'000; ++i) cache.put("key-" + std::to_string(i), 1, "r");
   cache.put("last", 9, "r9");
   EXPECT_EQ(cache.take("last", 9), "r9");
+}
+
+// ---------------------------------------------------------------------------
+// JSON records (json_layout.h).
+
+TEST(RedisJsonLayout, Iso8601AsTheOriginalModuleWroteIt) {
+  const idem::Timestamp noon = ts(1'796'040'800'000);  // 2026-11-30T12:13:20Z
+  struct Case {
+    const char* text;
+    long long ms;
+  } cases[] = {
+      {"2026-11-30T12:13:20", 0},                    // naive datetime.utcnow().isoformat(): UTC
+      {"2026-11-30T12:13:20.123456", 123},           // microseconds, cut to ms
+      {"2026-11-30T12:13:20.5Z", 500},               // one digit, Z
+      {"2026-11-30T12:13:20.123456789+00:00", 123},  // nine digits
+      {"2026-11-30T17:43:20.250+05:30", 250},        // east of UTC
+      {"2026-11-30T07:13:20-05:00", 0},              // west of UTC
+      {"2026-11-30T17:43:20+0530", 0},
+      {"2026-11-30T13:13:20+01", 0},
+      {"2026-11-30 12:13:20.001", 1},    // str(datetime)
+      {"2026-12-01T00:13:20+12:00", 0},  // the next day there
+  };
+  for (const Case& c : cases) {
+    const auto t = rd::parse_iso8601(c.text);
+    ASSERT_TRUE(t.has_value()) << c.text;
+    EXPECT_EQ(*t, noon + milliseconds(c.ms)) << c.text;
+  }
+  for (const char* bad : {"", "yesterday", "2026-11-30", "2026-13-01T00:00:00", "2026-02-30T00:00:00",
+                          "2026-11-30T24:00:00", "2026-11-30T12:13:20+25:00", "2026-11-30T12:13:20 junk",
+                          "2026-11-30T12:13:20.", "2026-11-30T12:13:20Z0", "２026-11-30T12:13:20"}) {
+    EXPECT_FALSE(rd::parse_iso8601(bad).has_value()) << bad;
+  }
+  EXPECT_EQ(rd::format_iso8601(noon + milliseconds(7)), "2026-11-30T12:13:20.007+00:00");
+  EXPECT_EQ(rd::parse_iso8601(rd::format_iso8601(ts(0))), ts(0));
+  EXPECT_EQ(rd::format_iso8601(ts(951'782'400'000)), "2000-02-29T00:00:00.000+00:00");
+}
+
+std::string legacy(const std::string& status, const std::string& result, const std::string& error,
+                   const std::string& completed) {
+  return R"({"idempotency_key": "evt-1", "event_id": "evt-1", "event_type": "payment.created", "status": ")" + status +
+         R"(", "result": )" + result + R"(, "error": )" + error +
+         R"(, "first_seen_at": "2026-11-30T13:13:20.123456+01:00", "completed_at": )" + completed + "}";
+}
+
+TEST(RedisJsonLayout, LegacyRecordsInEveryState) {
+  const std::string key = "idempotency:events:evt-1";
+  const idem::Timestamp first = ts(1'796'040'800'123);
+  const rd::LegacyPolicy policy{true, milliseconds(60'000)};
+  auto completed = rd::decode_record(key,
+                                     legacy("COMPLETED", R"({"b": 1, "a": [true, null, 2.5e3], "s": "\u00e9\/"})",
+                                            "null", R"("2026-11-30T12:13:21Z")"),
+                                     std::nullopt, policy);
+  ASSERT_TRUE(completed.ok()) << completed.error().to_string();
+  EXPECT_TRUE(completed->json);
+  EXPECT_TRUE(completed->legacy);
+  EXPECT_FALSE(completed->expiry_known);
+  const idem::IdempotencyRecord& c = completed->record;
+  EXPECT_EQ(c.status, idem::ProcessingStatus::kCompleted);
+  EXPECT_EQ(c.token, 0u);
+  EXPECT_EQ(c.attempt, 1u);
+  EXPECT_EQ(c.idempotency_key, key);
+  EXPECT_EQ(c.event_id, "evt-1");
+  EXPECT_EQ(c.event_type, "payment.created");
+  EXPECT_EQ(c.first_seen_at, first);
+  EXPECT_EQ(c.completed_at, ts(1'796'040'801'000));
+  // Compact JSON, members in their order.
+  EXPECT_EQ(c.result, std::optional<std::string>("{\"b\":1,\"a\":[true,null,2500.0],\"s\":\"\xc3\xa9/\"}"));
+  EXPECT_EQ(c.lease_expires_at, *c.completed_at);
+
+  auto no_result = rd::decode_record(key, legacy("COMPLETED", "null", "null", R"("2026-11-30T12:13:21Z")"),
+                                     1'796'126'400'000, policy);
+  ASSERT_TRUE(no_result.ok());
+  EXPECT_FALSE(no_result->record.result.has_value());
+  EXPECT_TRUE(no_result->expiry_known);
+  EXPECT_EQ(no_result->record.expires_at, ts(1'796'126'400'000));
+
+  auto failed = rd::decode_record(key, legacy("FAILED", "null", R"("card \"declined\"")", R"("2026-11-30T12:13:21")"),
+                                  std::nullopt, policy);
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(failed->record.status, idem::ProcessingStatus::kFailed);
+  EXPECT_TRUE(failed->record.retryable);
+  EXPECT_EQ(failed->record.error, std::optional<std::string>("card \"declined\""));
+
+  auto processing = rd::decode_record(key, legacy("PROCESSING", "null", "null", "null"), std::nullopt, policy);
+  ASSERT_TRUE(processing.ok());
+  EXPECT_EQ(processing->record.status, idem::ProcessingStatus::kProcessing);
+  EXPECT_EQ(processing->record.lease_expires_at, first + milliseconds(60'000));
+  EXPECT_FALSE(processing->record.completed_at.has_value());
+
+  // Unknown members are ignored, as the model did; missing optional ones too.
+  auto sparse = rd::decode_record(
+      key, R"({"status": "PROCESSING", "first_seen_at": "2026-11-30T12:13:20.123", "extra": {"x": [1]}})", std::nullopt,
+      policy);
+  ASSERT_TRUE(sparse.ok()) << sparse.error().to_string();
+  EXPECT_EQ(sparse->record.event_id, "");
+
+  // Opt-out: a legacy record is then a foreign value.
+  auto off = rd::decode_record(key, legacy("PROCESSING", "null", "null", "null"), std::nullopt,
+                               rd::LegacyPolicy{false, milliseconds(1)});
+  ASSERT_FALSE(off.ok());
+  EXPECT_EQ(off.error().code(), idem::ErrorCode::kCorrupt);
+}
+
+TEST(RedisJsonLayout, GarbageIsCorruptAndNamesTheKey) {
+  const std::string key = "idempotency:events:x";
+  for (const std::string& bad : std::vector<std::string>{
+           "{", "{}", R"({"status": "COMPLETED"})", R"({"status": "DONE", "first_seen_at": "2026-11-30T12:00:00"})",
+           R"({"status": 1, "first_seen_at": "2026-11-30T12:00:00"})",
+           R"({"status": "COMPLETED", "first_seen_at": "2026-11-30T12:00:00"} trailing)",
+           R"({"status": "COMPLETED", "first_seen_at": "2026-11-30T12:00:00", "event_id": 5})",
+           R"({"status": "COMPLETED", "first_seen_at": "2026-11-30T12:00:00", "result": {"a": 01}})",
+           R"({"status": "COMPLETED", "first_seen_at": "2026-11-30T12:00:00", "completed_at": 5})",
+           R"({"status": "PROCESSING", "first_seen_at": "2026-11-30T12:00:00", "token": "12x"})",
+           R"({"status": "PROCESSING", "first_seen_at": "2026-11-30T12:00:00", "token": "0"})",
+           std::string("{\"status\": \"COMPLETED\", \"first_seen_at\": \"2026-11-30T12:00:00\", \"error\": \"\xff\"}"),
+           std::string(300, '[')}) {
+    auto d = rd::decode_record(key, bad, std::nullopt);
+    ASSERT_FALSE(d.ok()) << bad;
+    EXPECT_EQ(d.error().code(), idem::ErrorCode::kCorrupt) << bad;
+    EXPECT_NE(d.error().message().find(key), std::string::npos) << d.error().to_string();
+  }
+}
+
+idem::IdempotencyRecord json_record() {
+  idem::IdempotencyRecord r;
+  r.idempotency_key = "idempotency:events:e-7";
+  r.event_id = "e-7";
+  r.event_type = "order \"created\"";
+  r.status = idem::ProcessingStatus::kCompleted;
+  r.token = 1'764'316'609'123'456;
+  r.attempt = 3;
+  r.first_seen_at = ts(1'764'316'609'123);
+  r.completed_at = ts(1'764'316'610'000);
+  r.lease_expires_at = ts(1'764'316'610'000);
+  r.expires_at = ts(1'764'403'010'000);
+  r.fingerprint = std::string(64, 'a');
+  return r;
+}
+
+TEST(RedisJsonLayout, IdemRecordsRoundTripEveryResult) {
+  const std::string key = "idempotency:events:e-7";
+  const std::vector<std::optional<std::string>> results{
+      std::nullopt,
+      std::string(""),
+      std::string(R"({"charge": "c_1",  "amount": 1.50})"),  // an object: stored as is
+      std::string(R"( {"a":1})"),                            // whitespace around: wrapped
+      std::string("plain text"),
+      std::string("[1,2]"),
+      std::string(R"({"idem_value":"x"})"),  // looks like the wrapper: wrapped
+      std::string("bin\0\xff\x01", 6),
+      std::string("{\"a\":\"\xff\"}"),  // not UTF-8 inside an object
+  };
+  for (const auto& result : results) {
+    idem::IdempotencyRecord r = json_record();
+    r.result = result;
+    r.checkpoint = idem::Checkpoint{"step", std::string("\0\xfe", 2)};
+    r.error = std::string("bad\0\xff", 5);
+    auto text = rd::encode_json_record(key, r);
+    ASSERT_TRUE(text.has_value());
+    EXPECT_EQ(text->front(), '{');
+    auto back = rd::decode_record(key, *text, std::nullopt);
+    ASSERT_TRUE(back.ok()) << back.error().to_string() << "\n" << *text;
+    EXPECT_FALSE(back->legacy);
+    EXPECT_TRUE(back->expiry_known);
+    EXPECT_EQ(back->record, r) << *text;
+    // What the original model reads: "result" is an object or null.
+    const auto at = text->find("\"result\":");
+    ASSERT_NE(at, std::string::npos);
+    const char next = (*text)[at + 9];
+    EXPECT_TRUE(next == '{' || next == 'n') << *text;
+  }
+  idem::IdempotencyRecord r = json_record();
+  r.result = R"({"charge": "c_1",  "amount": 1.50})";
+  EXPECT_NE(rd::encode_json_record(key, r)->find(R"("result":{"charge": "c_1",  "amount": 1.50},)"), std::string::npos);
+  r.event_id = "\xff";
+  EXPECT_FALSE(rd::encode_json_record(key, r).has_value()) << "an event id must be UTF-8";
+}
+
+TEST(RedisJsonLayout, ClaimAndFinishAsTheScriptsWouldWriteThem) {
+  idem::ClaimRequest req;
+  req.key = "idempotency:events:evt-42";
+  req.event_id = "evt-42";
+  req.event_type = "t";
+  req.fingerprint = "fp";
+  req.lease = milliseconds(30'000);
+  req.ttl = milliseconds(600'000);
+  auto claim = rd::new_json_claim(req, 1'764'316'609'123'456);
+  ASSERT_TRUE(claim.has_value());
+  EXPECT_EQ(claim->value,
+            R"({"idempotency_key":"evt-42","event_id":"evt-42","event_type":"t","status":"PROCESSING","result":null,)"
+            R"("error":null,"first_seen_at":"2025-11-28T07:56:49.123+00:00","completed_at":null,)"
+            R"("token":"1764316609123456","attempt":1,"lease_expires_at_ms":1764316639123,)"
+            R"("expires_at_ms":1764317209123,"fingerprint":"fp","retryable":true,"checkpoint":null})");
+  EXPECT_EQ(claim->expire_at_ms, 1'764'317'209'123);
+  auto done = rd::finish_json_record(req.key, claim->value, 'C', "ok", ts(1'764'316'610'000), milliseconds(1000));
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->second, 1'764'316'611'000);
+  auto d = rd::decode_record(req.key, done->first, std::nullopt);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->record.status, idem::ProcessingStatus::kCompleted);
+  EXPECT_EQ(d->record.result, std::optional<std::string>("ok"));
+  EXPECT_EQ(d->record.completed_at, ts(1'764'316'610'000));
+  auto failed = rd::finish_json_record(req.key, claim->value, 'X', "no", ts(1'764'316'610'000), milliseconds(1000));
+  ASSERT_TRUE(failed.has_value());
+  d = rd::decode_record(req.key, failed->first, std::nullopt);
+  EXPECT_FALSE(d->record.retryable);
+  EXPECT_EQ(d->record.error, std::optional<std::string>("no"));
+  // A record rewritten by Lua's cjson: members reordered, '/' escaped,
+  // numbers as cjson prints them.
+  const std::string lua =
+      R"({"checkpoint":{"name":"a\/b","data":"x"},"attempt":2,"retryable":true,"token":"1764316609123456",)"
+      R"("expires_at_ms":1764317209123,"lease_expires_at_ms":1764316639123,"status":"PROCESSING",)"
+      R"("first_seen_at":"2025-11-28T07:56:49.123+00:00","event_id":"evt-42","event_type":"t",)"
+      R"("idempotency_key":"evt-42","fingerprint":"fp","result":null,"error":null,"completed_at":null,"watched":true})";
+  d = rd::decode_record(req.key, lua, std::nullopt);
+  ASSERT_TRUE(d.ok()) << d.error().to_string();
+  EXPECT_TRUE(d->watched);
+  EXPECT_EQ(d->record.attempt, 2u);
+  EXPECT_EQ(d->record.checkpoint, (idem::Checkpoint{"a/b", "x"}));
+  EXPECT_EQ(rd::finish_json_fields('C', "{\"a\":1}"), R"("result":{"a":1},"error":null)");
+  EXPECT_EQ(rd::finish_json_fields('F', "x"), R"("result":null,"error":"x")");
 }
 
 }  // namespace

@@ -93,6 +93,13 @@ struct RedisCircuitBreakerOptions {
   std::chrono::milliseconds open_duration{1'000};
 };
 
+// RedisLayout is how the store writes new records (it reads every layout).
+enum class RedisLayout : std::uint8_t {
+  kPacked,  // a short text header and the values (~200 bytes a completed record)
+  kJson,    // JSON with every field of the original Python module's record
+            // model plus Idem's own, so that module can read it (migration)
+};
+
 struct RedisStoreOptions {
   RedisMode mode = RedisMode::kStandalone;
   // Standalone: the server. Sentinel: the sentinels. Cluster: seed nodes.
@@ -124,6 +131,15 @@ struct RedisStoreOptions {
   // have it would lose it, and the key would run again after its lease.
   std::uint32_t wait_replicas = 0;
   std::chrono::milliseconds wait_timeout{100};
+  // Layout of the records this store creates (URL `layout=packed|json`).
+  RedisLayout layout = RedisLayout::kPacked;
+  // Read the records the original Python module left under the prefix (URL
+  // `legacy=1|0`): a completed one is a duplicate, a failed one is retried,
+  // a processing one is in progress until first_seen_at + legacy_lease (URL
+  // `legacy_lease_ms`), then taken over. false: such a value is kCorrupt,
+  // like any other value that is not an Idem record.
+  bool legacy_records = true;
+  std::chrono::milliseconds legacy_lease{300'000};
   // Called with the worst state of the nodes' breakers when it changes, on
   // the thread whose call changed it, outside any internal lock; the state may
   // have changed again by the time it runs.
@@ -167,7 +183,7 @@ class RedisStore {
   // query keys: ca, cert, key, verify=0|1, sni, tls=1 (for sentinel/cluster),
   // connect_timeout_ms, command_timeout_ms, pool_size, retries,
   // breaker_threshold, breaker_open_ms, wait_replicas, wait_timeout_ms,
-  // sentinel_password. User and password are percent-decoded.
+  // sentinel_password, layout=packed|json, legacy=0|1, legacy_lease_ms. User and password are percent-decoded.
   static Result<std::shared_ptr<Store>> open(std::string_view url);
 
   // parse_url() is open() without creating the store.

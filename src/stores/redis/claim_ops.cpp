@@ -10,10 +10,17 @@
 // which decides again, atomically, with the server's own clock. Without a
 // clock estimate yet (the first claim before any connection), the claim
 // script does everything.
+//
+// A JSON record under the key (the original module's, or layout=json; see
+// json_layout.h) is decided on the client too, with the node's clock (or
+// the time the claim script returns with it), and a takeover or retry of one
+// is written by the swap script only if the key still holds the bytes read.
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "stores/redis/claim_cache.h"
+#include "stores/redis/json_layout.h"
 #include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
 #include "stores/redis/replies.h"
@@ -56,7 +63,7 @@ long long server_clock_slack_ms(Node* node) {
   return u ? (u->count() + 999) / 1000 + 1 : 0;
 }
 
-void fill_script_claim(Call& c, const OwnedClaim& r) {
+void fill_script_claim(Call& c, const OwnedClaim& r, const RedisStoreOptions& o) {
   c.script = kClaim;
   c.args.clear();
   c.args.add(r.event_id);
@@ -65,27 +72,30 @@ void fill_script_claim(Call& c, const OwnedClaim& r) {
   c.args.add(r.fingerprint);
   c.args.add_number(r.lease.count());
   c.args.add_number(r.ttl.count());
+  if (o.layout == RedisLayout::kJson) c.args.add("j");
 }
 
 // fill_claim() prepares the plain claim when the node's clock is known, the
 // script otherwise. Returns the token chosen (0: the script chooses), and the
 // record written in `record`.
-Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, bool wait, std::string& record) {
+Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, const RedisStoreOptions& o, std::string& record) {
   c.fresh();
   c.key = r.key;
-  c.wait = wait;
+  c.wait = o.wait_replicas > 0;
   Node* node = topology.route(r.key);
   std::optional<std::int64_t> now_us;
   if (node != nullptr) {
-    now_us = node->clock().now_us(Clock::now());
+    now_us = node->clock().claim_us(Clock::now());  // nullopt: too uncertain, the script reads TIME
     node->refresh_clock();
   }
   if (!now_us || *now_us <= 0) {
-    fill_script_claim(c, r);
+    fill_script_claim(c, r, o);
     return 0;
   }
   const Token token = next_token(static_cast<std::uint64_t>(*now_us));
-  NewClaim claim = new_claim_record(r.view(), token);
+  // start_claim() checked that a JSON claim can be written.
+  NewClaim claim = o.layout == RedisLayout::kJson ? new_json_claim(r.view(), token).value_or(NewClaim{})
+                                                  : new_claim_record(r.view(), token);
   c.script.reset();
   c.args.clear();
   c.args.add("SET");
@@ -101,28 +111,66 @@ Token fill_claim(Call& c, const OwnedClaim& r, Topology& topology, bool wait, st
 
 // What a claim's reply says.
 struct ClaimReading {
+  ClaimReading() = default;
+  ClaimReading(Result<ClaimOutcome> r) : outcome(std::move(r)) {}  // NOLINT(google-explicit-constructor)
+  explicit ClaimReading(DecodedRecord d) : json(std::move(d)) {}
+
   std::optional<Result<ClaimOutcome>> outcome;  // empty: the claim script must decide
+  std::optional<DecodedRecord> json;            // a JSON record, to decide with the node's clock
 };
+
+// The takeover or retry of a JSON record in flight (the swap script).
+struct JsonSwap {
+  ClaimOutcome outcome;
+  std::string record;
+};
+
+// JsonClaim is a claim's state across the rounds a JSON record can take.
+struct JsonClaim {
+  std::optional<JsonSwap> swap;
+  int rounds = 0;
+};
+
+// A claim that kept finding the key changed under it between its read and
+// its swap gives up after this many rounds.
+constexpr int kMaxJsonRounds = 8;
 
 Status check_wait(const Call& c, const RedisStoreOptions& o, std::string_view key, std::string_view what,
                   bool& redis_answered) {
   if (o.wait_replicas == 0) return {};
-  long long acked = 0;
-  if (!c.wait_reply || !reply_int(c.wait_reply.get(), acked)) {
-    if (c.wait_reply && c.wait_reply->type == REDIS_REPLY_ERROR) {
-      return map_error(Failure::kServerReply, reply_text(c.wait_reply.get()));
-    }
-    return bad_reply("WAIT");
-  }
-  if (acked >= static_cast<long long>(o.wait_replicas)) return {};
+  Result<long long> acked = replicas_acked(c);
+  if (!acked) return std::move(acked).error();
+  if (*acked >= static_cast<long long>(o.wait_replicas)) return {};
   redis_answered = true;
   return map_error(Failure::kNotConfirmed, std::string(what) + " of '" + std::string(key) + "' reached " +
-                                               std::to_string(acked) + " of " + std::to_string(o.wait_replicas) +
+                                               std::to_string(*acked) + " of " + std::to_string(o.wait_replicas) +
                                                " replicas within the WAIT timeout");
 }
 
 Error not_confirmed_claim(Error e) {
   return Error(e.code(), e.message() + "; not running the handler (the key stays PROCESSING until its lease expires)");
+}
+
+// duplicate_status() is what a claim that finds `rec` at `now_ms` of the
+// server's clock (-1: unknown; the clock may read up to `slack_ms` more)
+// answers without acquiring, or nullopt for a takeover or a retry.
+std::optional<ClaimStatus> duplicate_status(const IdempotencyRecord& rec, const OwnedClaim& r, long long now_ms,
+                                            long long slack_ms) {
+  if (!r.fingerprint.empty() && !rec.fingerprint.empty() && rec.fingerprint != r.fingerprint) {
+    return ClaimStatus::kMismatch;
+  }
+  if (rec.status == ProcessingStatus::kCompleted) return ClaimStatus::kCompleted;
+  if (rec.status == ProcessingStatus::kFailed && !rec.retryable) return ClaimStatus::kFailed;
+  // Live even by the highest reading of the server's clock. A lease that may
+  // have ended within the estimate's uncertainty goes to the script, which
+  // decides with the server's own clock: a claim made right after
+  // wait_settled() saw the lease end must take the key over, not report it
+  // in progress.
+  if (rec.status == ProcessingStatus::kProcessing && now_ms >= 0 &&
+      rec.lease_expires_at.time_since_epoch().count() > now_ms + slack_ms) {
+    return ClaimStatus::kInProgress;
+  }
+  return std::nullopt;
 }
 
 ClaimReading read_plain_claim(const Call& c, const OwnedClaim& r, Token token, const RedisStoreOptions& o,
@@ -147,36 +195,23 @@ ClaimReading read_plain_claim(const Call& c, const OwnedClaim& r, Token token, c
   if (reply->type != REDIS_REPLY_STRING) return {Result<ClaimOutcome>(bad_reply("claim: SET NX GET"))};
   // The key existed: SET NX wrote nothing.
   maybe_executed = false;
-  Result<DecodedRecord> decoded = decode_record(r.key, reply_text(reply), std::nullopt);
+  Result<DecodedRecord> decoded = decode_record(r.key, reply_text(reply), std::nullopt, legacy_policy(o));
   if (!decoded) return {Result<ClaimOutcome>(std::move(decoded).error())};
+  if (decoded->json) return ClaimReading(std::move(*decoded));
   if (!decoded->expiry_known) return {};  // format 1: the script reads its expiry
   IdempotencyRecord& rec = decoded->record;
   ClaimOutcome out;
-  const long long now_ms = server_now_ms(c.node);
-  if (!r.fingerprint.empty() && !rec.fingerprint.empty() && rec.fingerprint != r.fingerprint) {
-    out.status = ClaimStatus::kMismatch;
-  } else if (rec.status == ProcessingStatus::kCompleted) {
-    out.status = ClaimStatus::kCompleted;
-  } else if (rec.status == ProcessingStatus::kFailed && !rec.retryable) {
-    out.status = ClaimStatus::kFailed;
-  } else if (rec.status == ProcessingStatus::kProcessing && now_ms >= 0 &&
-             rec.lease_expires_at.time_since_epoch().count() > now_ms + server_clock_slack_ms(c.node)) {
-    // Live even by the highest reading of the server's clock. A lease that
-    // may have ended within the estimate's uncertainty goes to the script,
-    // which decides with the server's own clock: a claim made right after
-    // wait_settled() saw the lease end must take the key over, not report
-    // it in progress.
-    out.status = ClaimStatus::kInProgress;
-  } else {
-    return {};  // a takeover or a retry: the script decides with the server's clock
-  }
+  const std::optional<ClaimStatus> status =
+      duplicate_status(rec, r, server_now_ms(c.node), server_clock_slack_ms(c.node));
+  if (!status) return {};  // a takeover or a retry: the script decides with the server's clock
+  out.status = *status;
   out.record = std::move(rec);
   return {Result<ClaimOutcome>(std::move(out))};
 }
 
 Result<ClaimOutcome> read_script_claim(const Call& c, const OwnedClaim& r, const RedisStoreOptions& o,
                                        bool& maybe_executed, bool& redis_answered) {
-  Result<ClaimOutcome> out = read_claim_script_reply(r.key, c.reply.get(), maybe_executed);
+  Result<ClaimOutcome> out = read_claim_script_reply(r.key, c.reply.get(), maybe_executed, legacy_policy(o));
   if (!out || !out->acquired()) return out;
   // Later client-chosen tokens of this process must be above it.
   observe_token(out->token);
@@ -186,14 +221,140 @@ Result<ClaimOutcome> read_script_claim(const Call& c, const OwnedClaim& r, const
   return out;
 }
 
+// decide_json() decides a claim that found the JSON record `old` (decoded:
+// `d`) at `now_us` of the server's clock: a duplicate at once, or a takeover
+// or retry set up as the swap script in `c`. The new record stays JSON, so
+// that the original module can still read the key. Its token is above the
+// old one and from the server's clock: a legacy record has none, and every
+// token Idem handed out for an earlier life of the key came before the
+// original module's SET NX created this one.
+std::optional<Result<ClaimOutcome>> decide_json(Call& c, const OwnedClaim& r, const RedisStoreOptions& o,
+                                                std::string_view old, DecodedRecord d, long long now_us,
+                                                long long slack_ms, JsonClaim& js) {
+  IdempotencyRecord& rec = d.record;
+  const long long now_ms = now_us / 1000;
+  ClaimOutcome out;
+  if (const std::optional<ClaimStatus> status = duplicate_status(rec, r, now_ms, slack_ms)) {
+    out.status = *status;
+    out.record = std::move(rec);
+    return Result<ClaimOutcome>(std::move(out));
+  }
+  if (rec.status == ProcessingStatus::kProcessing && rec.lease_expires_at.time_since_epoch().count() > now_ms) {
+    // The lease may have ended within the estimate's uncertainty: the claim
+    // script returns the record with the server's own time.
+    fill_script_claim(c, r, o);
+    c.reply.reset();
+    c.wait_reply.reset();
+    return std::nullopt;
+  }
+  const Timestamp now{std::chrono::milliseconds(now_ms)};
+  out.acquire_kind = rec.status == ProcessingStatus::kProcessing ? AcquireKind::kTakeover : AcquireKind::kRetry;
+  out.checkpoint = rec.checkpoint;
+  rec.status = ProcessingStatus::kProcessing;
+  rec.token = next_token(std::max<std::uint64_t>(static_cast<std::uint64_t>(now_us), rec.token + 1));
+  rec.attempt += 1;
+  rec.lease_expires_at = now + r.lease;
+  rec.expires_at = now + std::max(r.ttl, r.lease);
+  rec.result.reset();
+  rec.error.reset();
+  rec.completed_at.reset();
+  rec.retryable = true;
+  if (!r.fingerprint.empty()) rec.fingerprint = r.fingerprint;
+  std::optional<std::string> value = encode_json_record(r.key, rec);
+  if (!value)
+    return Result<ClaimOutcome>(Error(ErrorCode::kInternal, "redis: cannot write the takeover of '" + r.key + "'"));
+  out.token = rec.token;
+  out.attempt = rec.attempt;
+  out.lease_expires_at = rec.lease_expires_at;
+  c.script = kSwap;
+  c.args.clear();
+  c.args.add(old);
+  c.args.add(*value);
+  c.args.add_number(rec.expires_at.time_since_epoch().count());
+  c.reply.reset();
+  c.wait_reply.reset();
+  js.swap = JsonSwap{std::move(out), std::move(*value)};
+  return std::nullopt;
+}
+
+// again() starts the claim over (the key changed between a read and a swap,
+// or the claim script only told the time), a bounded number of times.
+std::optional<Result<ClaimOutcome>> again(Call& c, const OwnedClaim& r, Token& token, std::string& record,
+                                          JsonClaim& js, const RedisStoreOptions& o, Topology& topology) {
+  js.swap.reset();
+  if (++js.rounds > kMaxJsonRounds) {
+    return Result<ClaimOutcome>(Error(
+        ErrorCode::kUnavailable, "redis: the record of '" + r.key + "' kept changing during the claim; try again"));
+  }
+  record.clear();
+  token = fill_claim(c, r, topology, o, record);
+  return std::nullopt;
+}
+
+// The reply of the swap script that takes a JSON record over.
+std::optional<Result<ClaimOutcome>> read_json_swap(Call& c, const OwnedClaim& r, Token& token, std::string& record,
+                                                   JsonClaim& js, const RedisStoreOptions& o, Topology& topology,
+                                                   bool& maybe_executed, bool& redis_answered) {
+  Result<long long> code = read_owner_reply(c.reply.get(), "claim", maybe_executed);
+  if (!code) return Result<ClaimOutcome>(std::move(code).error());
+  if (*code == 2) return again(c, r, token, record, js, o, topology);
+  if (*code != 1 || !js.swap) return Result<ClaimOutcome>(bad_reply("claim: swap"));
+  if (Status st = check_wait(c, o, r.key, "claim", redis_answered); !st) {
+    return Result<ClaimOutcome>(not_confirmed_claim(std::move(st).error()));
+  }
+  token = js.swap->outcome.token;
+  record = std::move(js.swap->record);
+  ClaimOutcome out = std::move(js.swap->outcome);
+  js.swap.reset();
+  return Result<ClaimOutcome>(std::move(out));
+}
+
+// name_key() makes a script's "not a record" error name the key, as the
+// client's decoders do.
+Result<ClaimOutcome> name_key(Result<ClaimOutcome> r, std::string_view key) {
+  if (r || r.error().code() != ErrorCode::kCorrupt || r.error().message().find(key) != std::string::npos) return r;
+  return Error(ErrorCode::kCorrupt, "redis: the value at '" + std::string(key) +
+                                        "' is neither an Idem record nor one of the original module (" +
+                                        r.error().message() + "); left as it is");
+}
+
 // One claim step of one request: read the reply of `c`; when the script must
 // decide, turn `c` into the script call and say so.
-std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Token token, const RedisStoreOptions& o,
+std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Token& token, std::string& record,
+                                               JsonClaim& js, const RedisStoreOptions& o, Topology& topology,
                                                bool& maybe_executed, bool& redis_answered) {
-  if (c.script) return read_script_claim(c, r, o, maybe_executed, redis_answered);
+  if (c.script == kSwap) return read_json_swap(c, r, token, record, js, o, topology, maybe_executed, redis_answered);
+  if (c.script) {
+    const redisReply* reply = c.reply.get();
+    const std::string_view tag =
+        reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 ? reply_text(reply->element[0]) : "";
+    long long now_us = 0;
+    if ((tag == "J" || tag == "T") && !reply_int(reply->element[1], now_us)) {
+      return Result<ClaimOutcome>(bad_reply("claim: time"));
+    }
+    if (tag == "T") return again(c, r, token, record, js, o, topology);
+    if (tag == "J") {
+      maybe_executed = false;  // the script wrote nothing
+      if (reply->elements != 3 || reply->element[2]->type != REDIS_REPLY_STRING) {
+        return Result<ClaimOutcome>(bad_reply("claim: JSON record"));
+      }
+      const std::string old(reply_text(reply->element[2]));
+      Result<DecodedRecord> d = decode_record(r.key, old, std::nullopt, legacy_policy(o));
+      if (!d) return Result<ClaimOutcome>(std::move(d).error());
+      return decide_json(c, r, o, old, std::move(*d), now_us, 0, js);
+    }
+    return name_key(read_script_claim(c, r, o, maybe_executed, redis_answered), r.key);
+  }
   ClaimReading reading = read_plain_claim(c, r, token, o, maybe_executed, redis_answered);
   if (reading.outcome) return std::move(*reading.outcome);
-  fill_script_claim(c, r);
+  if (reading.json && c.node != nullptr) {
+    if (const auto now_us = c.node->clock().now_us(Clock::now()); now_us && *now_us > 0) {
+      const std::string old(reply_text(c.reply.get()));
+      return decide_json(c, r, o, old, std::move(*reading.json), *now_us, server_clock_slack_ms(c.node), js);
+    }
+  }
+  // The claim script decides (for a JSON record: returns it with the time).
+  fill_script_claim(c, r, o);
   c.reply.reset();
   c.wait_reply.reset();
   return std::nullopt;
@@ -203,7 +364,8 @@ std::optional<Result<ClaimOutcome>> step_claim(Call& c, const OwnedClaim& r, Tok
 // swap script of its complete or fail (claim_cache.h).
 void remember(ClaimCache& cache, const Call& c, const OwnedClaim& r, Token token,
               const std::optional<Result<ClaimOutcome>>& step, std::string& record) {
-  if (token == 0 || record.empty() || c.script || !step || !step->ok() || !(*step)->acquired()) return;
+  if (token == 0 || record.empty() || !step || !step->ok() || !(*step)->acquired()) return;
+  if (c.script && *c.script != kSwap) return;
   cache.put(r.key, token, std::move(record));
 }
 
@@ -216,11 +378,13 @@ class ClaimOp final : public Operation<ClaimOutcome, ResultCallback<ClaimOutcome
   void prepare() override {
     calls_.resize(1);
     record_.clear();
-    token_ = fill_claim(calls_[0], request_, topology_, core_.options().wait_replicas > 0, record_);
+    json_ = JsonClaim{};
+    token_ = fill_claim(calls_[0], request_, topology_, core_.options(), record_);
   }
 
   std::optional<Result<ClaimOutcome>> interpret() override {
-    auto step = step_claim(calls_[0], request_, token_, core_.options(), maybe_executed_, redis_answered_);
+    auto step = step_claim(calls_[0], request_, token_, record_, json_, core_.options(), topology_, maybe_executed_,
+                           redis_answered_);
     remember(claims_, calls_[0], request_, token_, step, record_);
     return step;
   }
@@ -229,6 +393,7 @@ class ClaimOp final : public Operation<ClaimOutcome, ResultCallback<ClaimOutcome
   OwnedClaim request_;
   Token token_ = 0;
   std::string record_;
+  JsonClaim json_;
 };
 
 // claim_many: one call per key, grouped per node (one request per node, the
@@ -253,9 +418,9 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
     tokens_.assign(pending_.size(), 0);
     read_.assign(pending_.size(), false);
     records_.assign(pending_.size(), std::string());
-    const bool wait = core_.options().wait_replicas > 0;
+    json_.assign(pending_.size(), JsonClaim{});
     for (std::size_t j = 0; j < pending_.size(); ++j) {
-      tokens_[j] = fill_claim(calls_[j], requests_[pending_[j]], topology_, wait, records_[j]);
+      tokens_[j] = fill_claim(calls_[j], requests_[pending_[j]], topology_, core_.options(), records_[j]);
     }
   }
 
@@ -274,8 +439,8 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
         continue;
       }
       bool executed = maybe_executed_;
-      std::optional<Result<ClaimOutcome>> step =
-          step_claim(c, requests_[i], tokens_[j], core_.options(), executed, redis_answered_);
+      std::optional<Result<ClaimOutcome>> step = step_claim(c, requests_[i], tokens_[j], records_[j], json_[j],
+                                                            core_.options(), topology_, executed, redis_answered_);
       remember(claims_, c, requests_[i], tokens_[j], step, records_[j]);
       if (!step) {
         another_round = true;
@@ -305,8 +470,17 @@ class ClaimManyOp final : public Operation<std::vector<ClaimOutcome>, ResultCall
   std::vector<std::optional<ClaimOutcome>> done_;
   std::vector<std::size_t> pending_;  // indices of requests_ still to claim
   std::vector<Token> tokens_;         // per call
+  std::vector<JsonClaim> json_;       // per call
   std::vector<bool> read_;            // per call: its reply was read
 };
+
+// check_json_claim() refuses, in layout=json, what a JSON record cannot hold.
+Status check_json_claim(const ClaimRequest& r, const RedisStoreOptions& o) {
+  if (o.layout != RedisLayout::kJson || json_claimable(r)) return {};
+  return Error(ErrorCode::kInvalidArgument,
+               "redis: layout=json stores the event id, type and fingerprint as JSON "
+               "strings; these must be UTF-8");
+}
 
 }  // namespace
 
@@ -319,6 +493,10 @@ void RedisStoreImpl::start_claim(const ClaimRequest& request, ResultCallback<Cla
     deliver(done, Result<ClaimOutcome>(std::move(st).error()));
     return;
   }
+  if (Status st = check_json_claim(request, core_.options()); !st) {
+    deliver(done, Result<ClaimOutcome>(std::move(st).error()));
+    return;
+  }
   (new ClaimOp(context(), request, std::move(done), sync))->start();
 }
 
@@ -328,6 +506,7 @@ void RedisStoreImpl::start_claim_many(std::span<const ClaimRequest> requests,
   for (const ClaimRequest& r : requests) {
     Status st = validate_claim_request(r);
     if (st) st = check_key(r.key);
+    if (st) st = check_json_claim(r, core_.options());
     if (!st) {
       deliver(done, Result<std::vector<ClaimOutcome>>(std::move(st).error()));
       return;

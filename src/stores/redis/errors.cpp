@@ -24,13 +24,14 @@ std::string denied_command(std::string_view text) {
 // of them (Redis names only the script's SHA-1 then).
 std::string script_needs(std::string_view text) {
   static constexpr std::array<std::pair<ScriptId, std::string_view>, kScriptCount> kNeeds{{
-      {kClaim, "the claim script calls TIME, SET and PEXPIRETIME"},
+      {kClaim, "the claim script calls TIME, GET, SET and PEXPIRETIME"},
       {kFinish, "the complete/fail script calls GET, TIME, SET and PUBLISH (channel idem:settled:<key>)"},
       {kSwap, "the complete/fail swap script calls GET and SET"},
       {kExtend, "the extend script calls GET, TIME, SET and PEXPIRETIME"},
       {kCheckpoint, "the checkpoint script calls GET, SET and PEXPIRETIME"},
       {kGet, "the get script calls GET and PEXPIRETIME"},
       {kWatch, "the wait_settled script calls GET, TIME, SET and PEXPIRETIME"},
+      {kJsonOwner, "the JSON record script calls GET, TIME, SET and PUBLISH (channel idem:settled:<key>)"},
   }};
   for (const auto& [id, needs] : kNeeds) {
     if (text.find(scripts()[id].sha) != std::string_view::npos) return std::string(needs);
@@ -85,6 +86,9 @@ Error map_error(Failure failure, std::string_view detail) {
         return Error(ErrorCode::kCorrupt, msg + " (the key holds a value that is not an idem record)");
       }
       if (detail.starts_with("IDEMCORRUPT")) return Error(ErrorCode::kCorrupt, std::move(msg));
+      // A WAIT cut short because the server changed role (a master demoted
+      // in a failover): an outage, though the write before it did run.
+      if (detail.starts_with("UNBLOCKED")) return Error(ErrorCode::kUnavailable, std::move(msg));
       return Error(ErrorCode::kInternal, std::move(msg));
     case Failure::kProtocol:
     case Failure::kUnexpected:

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "stores/redis/replies.h"
+
 namespace idem::redis_detail {
 
 Status reply_status(const redisReply* reply, bool& maybe_executed) {
@@ -20,6 +22,15 @@ Status check_key(std::string_view key) {
 
 Error bad_reply(std::string_view what) {
   return map_error(Failure::kUnexpected, "unexpected reply: " + std::string(what));
+}
+
+Result<long long> replicas_acked(const Call& c) {
+  long long acked = 0;
+  if (c.wait_reply && reply_int(c.wait_reply.get(), acked)) return acked;
+  if (c.wait_reply && c.wait_reply->type == REDIS_REPLY_ERROR) {
+    return map_error(Failure::kServerReply, reply_text(c.wait_reply.get()));
+  }
+  return bad_reply("WAIT");
 }
 
 std::chrono::milliseconds backoff(const RedisRetryOptions& o, std::uint32_t retry) {

@@ -32,6 +32,10 @@ Status check_key(std::string_view key);
 // bad_reply() is the error for a well-formed reply of the wrong shape.
 Error bad_reply(std::string_view what);
 
+// replicas_acked() is the count a call's WAIT reply gives, or the error it
+// is (an error reply, a missing or malformed one).
+Result<long long> replicas_acked(const Call& c);
+
 // backoff() is the delay before retry number `retry` (1-based).
 std::chrono::milliseconds backoff(const RedisRetryOptions& options, std::uint32_t retry);
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "stores/redis/claim_cache.h"
+#include "stores/redis/json_layout.h"
 #include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
 #include "stores/redis/replies.h"
@@ -31,9 +32,14 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
 
   ArgList& args() { return args_; }
 
+  // prefer_json() sends the JSON record script first (layout=json); either
+  // script answers 3 for a record in the other layout, and the other follows.
+  void prefer_json() { json_first_ = true; }
+
   // try_swap() sets up the swap script: `claimed` is the record the claim
   // wrote, `finished` the record to replace it with, expiring at `expire_ms`.
   void try_swap(std::string claimed, std::string finished, long long expire_ms) {
+    json_first_ = is_json_record(claimed);
     swap_.emplace();
     swap_->add(claimed);
     swap_->add(finished);
@@ -50,15 +56,42 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
     if (swap_) {
       c.script = kSwap;
       c.args = *swap_;
+    } else if (json_first_) {
+      c.script = kJsonOwner;
+      c.args = json_args();
     } else {
       c.script = script_;
       c.args = args_;
     }
   }
 
+  // json_args() are the arguments of kJsonOwner for the same operation, made
+  // from the packed script's (only when needed: they cost a JSON encoding).
+  ArgList json_args() const {
+    ArgList a;
+    a.add(args_[0]);
+    if (script_ == kFinish) {
+      a.add(args_[1]);
+      a.add(finish_json_fields(args_[1].empty() ? 'C' : args_[1][0], args_[2]));
+      a.add(args_[3]);
+    } else if (script_ == kExtend) {
+      a.add("E");
+      a.add(args_[1]);
+    } else {
+      a.add("K");
+      a.add(json_checkpoint(Checkpoint{std::string(args_[1]), std::string(args_[2])}));
+    }
+    return a;
+  }
+
   std::optional<Result<Unit>> interpret() override {
     Call& c = calls_[0];
     Result<long long> read = read_owner_reply(c.reply.get(), what_, maybe_executed_);
+    if (!read && read.error().code() == ErrorCode::kCorrupt) {
+      return Result<Unit>(Error(ErrorCode::kCorrupt, "redis: " + std::string(what_) + " of '" + key_ +
+                                                         "': the value there is not an Idem record (" +
+                                                         read.error().message() + "); left as it is"));
+    }
     if (!read) return Result<Unit>(std::move(read).error());
     const long long code = *read;
     if (c.script == kSwap) {
@@ -66,13 +99,23 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
         // Not the record the claim wrote (extended, checkpointed, waited
         // on, or already finished by an earlier try): the full script.
         swap_.reset();
-        c.script = script_;
-        c.args = args_;
+        c.script = json_first_ ? kJsonOwner : script_;
+        c.args = json_first_ ? json_args() : args_;
         c.reply.reset();
         c.wait_reply.reset();
         return std::nullopt;
       }
       if (code != 1) return Result<Unit>(bad_reply(what_));
+    }
+    if (code == 3 && !switched_) {
+      // The record is in the other layout: the other script, once.
+      switched_ = true;
+      const bool to_json = c.script != kJsonOwner;
+      c.script = to_json ? kJsonOwner : script_;
+      c.args = to_json ? json_args() : args_;
+      c.reply.reset();
+      c.wait_reply.reset();
+      return std::nullopt;
     }
     auto lost = [&](const char* why) {
       return Result<Unit>(Error(ErrorCode::kLeaseLost, "redis: " + std::string(what_) + " of '" + key_ +
@@ -91,19 +134,14 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
       default: return Result<Unit>(bad_reply(what_));
     }
     if (wait_) {
-      long long acked = 0;
-      if (!c.wait_reply || !reply_int(c.wait_reply.get(), acked)) {
-        if (c.wait_reply && c.wait_reply->type == REDIS_REPLY_ERROR) {
-          return Result<Unit>(map_error(Failure::kServerReply, reply_text(c.wait_reply.get())));
-        }
-        return Result<Unit>(bad_reply("WAIT"));
-      }
+      Result<long long> acked = replicas_acked(c);
+      if (!acked) return Result<Unit>(std::move(acked).error());
       const auto want = core_.options().wait_replicas;
-      if (acked < static_cast<long long>(want)) {
+      if (*acked < static_cast<long long>(want)) {
         redis_answered_ = true;
         return Result<Unit>(map_error(
             Failure::kNotConfirmed,
-            std::string(what_) + " of '" + key_ + "' is on the master but reached " + std::to_string(acked) + " of " +
+            std::string(what_) + " of '" + key_ + "' is on the master but reached " + std::to_string(*acked) + " of " +
                 std::to_string(want) +
                 " replicas within the WAIT timeout: a failover now could lose it (the key would run again after "
                 "its lease)"));
@@ -118,17 +156,30 @@ class OwnerOp final : public Operation<Unit, StatusCallback> {
   bool wait_;
   ArgList args_;
   std::optional<ArgList> swap_;
+  bool json_first_ = false;
+  bool switched_ = false;
 };
 
 // finished_record() is the record `claimed` becomes when finished now, with
 // its expiry; nullopt without a clock estimate for the key's node.
-std::optional<std::pair<std::string, long long>> finished_record(const std::string& claimed, Node* node, char status,
-                                                                 std::string_view value,
+std::optional<std::pair<std::string, long long>> finished_record(std::string_view key, const std::string& claimed,
+                                                                 Node* node, char status, std::string_view value,
                                                                  std::chrono::milliseconds ttl) {
   if (node == nullptr) return std::nullopt;
   const auto now_us = node->clock().now_us(Clock::now());
   if (!now_us) return std::nullopt;
-  return finish_record(claimed, status, value, Timestamp(std::chrono::milliseconds(*now_us / 1000)), ttl);
+  const Timestamp now(std::chrono::milliseconds(*now_us / 1000));
+  if (is_json_record(claimed)) return finish_json_record(key, claimed, status, value, now, ttl);
+  return finish_record(claimed, status, value, now, ttl);
+}
+
+// new_owner_op() is an OwnerOp that tries the JSON script first in
+// layout=json.
+OwnerOp* new_owner_op(const OpContext& ctx, std::string_view key, ScriptId script, const char* what, bool wait,
+                      StatusCallback done, bool sync) {
+  auto* op = new OwnerOp(ctx, key, script, what, wait, std::move(done), sync);
+  if (ctx.core.options().layout == RedisLayout::kJson) op->prefer_json();
+  return op;
 }
 
 }  // namespace
@@ -141,13 +192,13 @@ void RedisStoreImpl::start_complete(const CompleteRequest& req, StatusCallback d
     return;
   }
   auto* op =
-      new OwnerOp(context(), req.key, kFinish, "complete", core_.options().wait_replicas > 0, std::move(done), sync);
+      new_owner_op(context(), req.key, kFinish, "complete", core_.options().wait_replicas > 0, std::move(done), sync);
   op->args().add_unsigned(req.token);
   op->args().add("C");
   op->args().add(req.result);
   op->args().add_number(req.ttl.count());
   if (std::optional<std::string> claimed = claims_.take(req.key, req.token)) {
-    if (auto finished = finished_record(*claimed, topology_->route(req.key), 'C', req.result, req.ttl)) {
+    if (auto finished = finished_record(req.key, *claimed, topology_->route(req.key), 'C', req.result, req.ttl)) {
       op->try_swap(std::move(*claimed), std::move(finished->first), finished->second);
     }
   }
@@ -161,14 +212,15 @@ void RedisStoreImpl::start_fail(const FailRequest& req, StatusCallback done, boo
     deliver(done, std::move(st));
     return;
   }
-  auto* op = new OwnerOp(context(), req.key, kFinish, "fail", core_.options().wait_replicas > 0, std::move(done), sync);
+  auto* op =
+      new_owner_op(context(), req.key, kFinish, "fail", core_.options().wait_replicas > 0, std::move(done), sync);
   const char status = req.retryable ? 'F' : 'X';
   op->args().add_unsigned(req.token);
   op->args().add(std::string_view(&status, 1));
   op->args().add(req.error);
   op->args().add_number(req.ttl.count());
   if (std::optional<std::string> claimed = claims_.take(req.key, req.token)) {
-    if (auto finished = finished_record(*claimed, topology_->route(req.key), status, req.error, req.ttl)) {
+    if (auto finished = finished_record(req.key, *claimed, topology_->route(req.key), status, req.error, req.ttl)) {
       op->try_swap(std::move(*claimed), std::move(finished->first), finished->second);
     }
   }
@@ -183,7 +235,7 @@ void RedisStoreImpl::start_extend(std::string_view key, Token token, std::chrono
     deliver(done, std::move(st));
     return;
   }
-  auto* op = new OwnerOp(context(), key, kExtend, "extend", false, std::move(done), sync);
+  auto* op = new_owner_op(context(), key, kExtend, "extend", false, std::move(done), sync);
   op->args().add_unsigned(token);
   op->args().add_number(lease.count());
   op->start();
@@ -195,7 +247,7 @@ void RedisStoreImpl::start_checkpoint(std::string_view key, Token token, const C
     deliver(done, std::move(st));
     return;
   }
-  auto* op = new OwnerOp(context(), key, kCheckpoint, "checkpoint", false, std::move(done), sync);
+  auto* op = new_owner_op(context(), key, kCheckpoint, "checkpoint", false, std::move(done), sync);
   op->args().add_unsigned(token);
   op->args().add(cp.name);
   op->args().add(cp.data);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "stores/redis/json_layout.h"
 #include "stores/redis/record_codec.h"
 #include "stores/redis/redis_store.h"
 #include "stores/redis/replies.h"
@@ -73,7 +74,7 @@ class GetOp final
     calls_[0].key = key_;
   }
   std::optional<Result<std::optional<IdempotencyRecord>>> interpret() override {
-    return read_get_reply(key_, calls_[0].reply.get(), maybe_executed_);
+    return read_get_reply(key_, calls_[0].reply.get(), maybe_executed_, legacy_policy(core_.options()));
   }
 
   std::string key_;
@@ -220,7 +221,8 @@ class ScanPageOp final : public Operation<ScanPage, ResultCallback<ScanPage>> {
       const redisReply* g = calls_[i].reply.get();
       if (g->type == REDIS_REPLY_ERROR) continue;  // e.g. a foreign value changed under us
       bool ignore = false;
-      Result<std::optional<IdempotencyRecord>> rec = read_get_reply(names_[i], g, ignore);
+      Result<std::optional<IdempotencyRecord>> rec =
+          read_get_reply(names_[i], g, ignore, legacy_policy(core_.options()));
       if (!rec || !rec->has_value()) continue;  // expired since SCAN, or not one of ours
       IdempotencyRecord& rv = **rec;
       if (status_ && rv.status != *status_) continue;

@@ -5,6 +5,7 @@
 #include <array>
 #include <charconv>
 
+#include "stores/redis/json_layout.h"
 #include "stores/redis/resp.h"
 
 namespace idem::redis_detail {
@@ -28,7 +29,9 @@ void append_length(std::string& out, const std::optional<std::string>& value) {
 
 }  // namespace
 
-Result<DecodedRecord> decode_record(std::string_view key, std::string_view v, std::optional<long long> expire_at_ms) {
+Result<DecodedRecord> decode_record(std::string_view key, std::string_view v, std::optional<long long> expire_at_ms,
+                                    const LegacyPolicy& policy) {
+  if (is_json_record(v)) return decode_json_record(key, v, expire_at_ms, policy);
   auto corrupt = [&](std::string_view why) {
     return Error(ErrorCode::kCorrupt,
                  "redis: record '" + std::string(key) + "' cannot be decoded: " + std::string(why));

@@ -51,14 +51,24 @@ struct DecodedRecord {
   // record.expires_at is then unknown and must be asked for (PEXPIRETIME).
   bool expiry_known = true;
   bool watched = false;  // M is W or w
+  bool json = false;     // a JSON record (json_layout.h): the original module's, or layout=json
+  bool legacy = false;   // written by the original module (no token); record.token is 0
 };
 
-// decode_record() reads either format. `expire_at_ms` is the key's
-// PEXPIRETIME when the caller has it (-1: no TTL); format 2 carries its own.
-// kCorrupt when the value is not a well-formed record; never trusts a length
-// it was given.
-Result<DecodedRecord> decode_record(std::string_view key, std::string_view value,
-                                    std::optional<long long> expire_at_ms);
+// LegacyPolicy says how records of the original Python module are read
+// (json_layout.h): at all, and how long a PROCESSING one counts as in
+// progress after its first_seen_at (it has no lease of its own).
+struct LegacyPolicy {
+  bool read_legacy = true;
+  std::chrono::milliseconds lease{300'000};
+};
+
+// decode_record() reads either format, and JSON records (json_layout.h,
+// read under `policy`). `expire_at_ms` is the key's PEXPIRETIME when the
+// caller has it (-1: no TTL); format 2 carries its own. kCorrupt when the
+// value is not a well-formed record; never trusts a length it was given.
+Result<DecodedRecord> decode_record(std::string_view key, std::string_view value, std::optional<long long> expire_at_ms,
+                                    const LegacyPolicy& policy = {});
 
 // encode_record() writes format 2; nullopt when `record` cannot be written
 // (a time before its first-seen time, a first-seen time after its token, no

@@ -56,12 +56,13 @@ Result<std::vector<Node*>> RedisStoreImpl::masters_blocking() {
 
 Result<ClaimOutcome> RedisStoreImpl::claim(const ClaimRequest& request) {
   return run_sync<ClaimOutcome>(
-      [&](ResultCallback<ClaimOutcome> done) { start_claim(request, std::move(done), true); });
+      [&](ResultCallback<ClaimOutcome> done) { start_claim(request, confirming(request, std::move(done)), true); });
 }
 
 Result<std::vector<ClaimOutcome>> RedisStoreImpl::claim_many(std::span<const ClaimRequest> requests) {
-  return run_sync<std::vector<ClaimOutcome>>(
-      [&](ResultCallback<std::vector<ClaimOutcome>> done) { start_claim_many(requests, std::move(done), true); });
+  return run_sync<std::vector<ClaimOutcome>>([&](ResultCallback<std::vector<ClaimOutcome>> done) {
+    start_claim_many(requests, confirming(requests, std::move(done)), true);
+  });
 }
 
 Status RedisStoreImpl::complete(const CompleteRequest& request) {
@@ -81,8 +82,9 @@ Status RedisStoreImpl::checkpoint(std::string_view key, Token token, const Check
 }
 
 Result<std::optional<IdempotencyRecord>> RedisStoreImpl::get(std::string_view key) {
-  return run_sync<std::optional<IdempotencyRecord>>(
-      [&](ResultCallback<std::optional<IdempotencyRecord>> done) { start_get(key, kGet, std::move(done), true); });
+  return run_sync<std::optional<IdempotencyRecord>>([&](ResultCallback<std::optional<IdempotencyRecord>> done) {
+    start_get(key, kGet, confirming(key, std::move(done)), true);
+  });
 }
 
 Result<bool> RedisStoreImpl::remove(std::string_view key) {
@@ -92,11 +94,11 @@ Result<bool> RedisStoreImpl::remove(std::string_view key) {
 // ---- asynchronous forms ------------------------------------------------------
 
 void RedisStoreImpl::claim_async(const ClaimRequest& request, ResultCallback<ClaimOutcome> done) {
-  start_claim(request, std::move(done), false);
+  start_claim(request, confirming(request, std::move(done)), false);
 }
 void RedisStoreImpl::claim_many_async(std::span<const ClaimRequest> requests,
                                       ResultCallback<std::vector<ClaimOutcome>> done) {
-  start_claim_many(requests, std::move(done), false);
+  start_claim_many(requests, confirming(requests, std::move(done)), false);
 }
 void RedisStoreImpl::complete_async(const CompleteRequest& request, StatusCallback done) {
   start_complete(request, std::move(done), false);
@@ -112,7 +114,7 @@ void RedisStoreImpl::checkpoint_async(std::string_view key, Token token, const C
   start_checkpoint(key, token, cp, std::move(done), false);
 }
 void RedisStoreImpl::get_async(std::string_view key, ResultCallback<std::optional<IdempotencyRecord>> done) {
-  start_get(key, kGet, std::move(done), false);
+  start_get(key, kGet, confirming(key, std::move(done)), false);
 }
 void RedisStoreImpl::remove_async(std::string_view key, ResultCallback<bool> done) {
   start_remove(key, std::move(done), false);

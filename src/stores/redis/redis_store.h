@@ -76,6 +76,15 @@ class RedisStoreImpl final : public Store {
   void start_scan_page(const ScanOptions& options, ResultCallback<ScanPage> done, bool sync);
   void start_command(Node* node, std::vector<std::string> args, ResultCallback<std::string> done, bool sync);
 
+  // With wait_replicas, a claim or read that finds a final record reports it
+  // only once the replicas confirm it (confirm_ops.cpp); without, `done` as is.
+  ResultCallback<ClaimOutcome> confirming(const ClaimRequest& request, ResultCallback<ClaimOutcome> done);
+  ResultCallback<std::vector<ClaimOutcome>> confirming(std::span<const ClaimRequest> requests,
+                                                       ResultCallback<std::vector<ClaimOutcome>> done);
+  ResultCallback<std::optional<IdempotencyRecord>> confirming(std::string_view key,
+                                                              ResultCallback<std::optional<IdempotencyRecord>> done);
+  void start_confirm(std::string key, const IdempotencyRecord& seen, const char* what, StatusCallback done);
+
  private:
   friend class SettleWatch;
 

@@ -10,7 +10,8 @@ namespace idem::redis_detail {
 
 using std::chrono::milliseconds;
 
-Result<ClaimOutcome> read_claim_script_reply(std::string_view key, const redisReply* reply, bool& maybe_executed) {
+Result<ClaimOutcome> read_claim_script_reply(std::string_view key, const redisReply* reply, bool& maybe_executed,
+                                             const LegacyPolicy& policy) {
   if (Status st = reply_status(reply, maybe_executed); !st) return std::move(st).error();
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) return bad_reply("claim: not an array");
   const std::string_view tag = reply_text(reply->element[0]);
@@ -51,14 +52,14 @@ Result<ClaimOutcome> read_claim_script_reply(std::string_view key, const redisRe
   if (!reply_int(reply->element[1], expire_at) || reply->element[2]->type != REDIS_REPLY_STRING) {
     return bad_reply("claim: bad record reply");
   }
-  Result<DecodedRecord> rec = decode_record(key, reply_text(reply->element[2]), expire_at);
+  Result<DecodedRecord> rec = decode_record(key, reply_text(reply->element[2]), expire_at, policy);
   if (!rec) return std::move(rec).error();
   out.record = std::move(rec->record);
   return out;
 }
 
-Result<std::optional<IdempotencyRecord>> read_get_reply(std::string_view key, const redisReply* r,
-                                                        bool& maybe_executed) {
+Result<std::optional<IdempotencyRecord>> read_get_reply(std::string_view key, const redisReply* r, bool& maybe_executed,
+                                                        const LegacyPolicy& policy) {
   if (Status st = reply_status(r, maybe_executed); !st) return std::move(st).error();
   if (r->type == REDIS_REPLY_NIL) return std::optional<IdempotencyRecord>();
   long long expire_at = 0;
@@ -66,7 +67,7 @@ Result<std::optional<IdempotencyRecord>> read_get_reply(std::string_view key, co
       r->element[1]->type != REDIS_REPLY_STRING) {
     return bad_reply("get");
   }
-  Result<DecodedRecord> rec = decode_record(key, reply_text(r->element[1]), expire_at);
+  Result<DecodedRecord> rec = decode_record(key, reply_text(r->element[1]), expire_at, policy);
   if (!rec) return std::move(rec).error();
   return std::optional<IdempotencyRecord>(std::move(rec->record));
 }

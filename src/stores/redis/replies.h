@@ -11,6 +11,7 @@
 
 #include "idem/core/error.h"
 #include "idem/core/record.h"
+#include "stores/redis/record_codec.h"
 #include "stores/redis/resp.h"
 
 namespace idem::redis_detail {
@@ -18,11 +19,12 @@ namespace idem::redis_detail {
 // read_claim_script_reply(): {'A', kind, token, attempt, lease_ms [, ck
 // name, ck data]} or {status, expire_at_ms, record}; server error replies
 // become errors (retryable ones mark `maybe_executed` false).
-Result<ClaimOutcome> read_claim_script_reply(std::string_view key, const redisReply* reply, bool& maybe_executed);
+Result<ClaimOutcome> read_claim_script_reply(std::string_view key, const redisReply* reply, bool& maybe_executed,
+                                             const LegacyPolicy& policy = {});
 
 // read_get_reply(): nil, or {expire_at_ms, record}.
 Result<std::optional<IdempotencyRecord>> read_get_reply(std::string_view key, const redisReply* reply,
-                                                        bool& maybe_executed);
+                                                        bool& maybe_executed, const LegacyPolicy& policy = {});
 
 // read_owner_reply(): the integer code of complete/fail/extend/checkpoint
 // and of the swap script.

@@ -41,6 +41,7 @@ const std::array<Script, kScriptCount>& scripts() {
     a[kCheckpoint] = with_prelude(kCheckpointScript);
     a[kGet] = plain(kGetScript);
     a[kWatch] = with_prelude(kWatchScript);
+    a[kJsonOwner] = plain(kJsonOwnerScript);
     return a;
   }();
   return all;

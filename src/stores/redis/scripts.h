@@ -103,8 +103,13 @@ local eb = ''
 if ARGV[2] == 'e' then eb = ARGV[1] end
 local rec = 'P,' .. fmt(us) .. ',1,0,' .. lexp .. ',,' .. ARGV[2] .. ',' .. fmt(keep) .. ';' ..
   #ARGV[1] .. ',' .. #ARGV[3] .. ',' .. #ARGV[4] .. ',,,,;' .. eb .. ARGV[3] .. ARGV[4]
+-- layout=json: an absent key is claimed by the client with a JSON record;
+-- this script (run when the client had no clock yet) only tells the time.
+if ARGV[7] == 'j' and not redis.call('GET', k) then return {'T', fmt(us)} end
 local old = redis.call('SET', k, rec, 'NX', 'GET', 'PXAT', fmt(now + keep))
 if not old then return {'A', 'N', fmt(us), 1, lexp} end
+-- A JSON record (json_layout.h): the client decides, with this time.
+if string.byte(old, 1) == 123 then return {'J', fmt(us), old} end
 local R = parse(old)
 if not R then return corrupt() end
 ensure_exp(R, k, now + keep)
@@ -137,7 +142,9 @@ return {'A', kind, R.t, R.a, lexp}
 // The owner checks shared by complete/fail/extend/checkpoint return:
 //   0 the record is gone, -1 the token is stale, -2 this token already made
 //   the record reach the requested final state (lets a retry after a lost
-//   reply succeed), -3 the record is no longer PROCESSING; 1 done.
+//   reply succeed), -3 the record is no longer PROCESSING; 1 done; 3 the
+//   record is in the other layout (JSON for these, packed for kJsonOwner):
+//   send the other script.
 
 // complete and fail rewrite the header and splice the values with string
 // operations, without the prelude: they run once per new event. A record a
@@ -147,6 +154,7 @@ inline constexpr std::string_view kFinishScript = R"lua(
 local k = KEYS[1]
 local old = redis.call('GET', k)
 if not old then return 0 end
+if string.byte(old, 1) == 123 then return 3 end
 local s, t, a, f, m, x, le, ly, lp, lr, lx, lkn, lkd, pos = string.match(old,
   '^(%u),(%d+),(%d+),(%d+),%d*,%d*,(%a),(%d+);(%d+),(%d+),(%d+),(%d*),(%d*),(%d*),(%d*);()')
 local ms = 0
@@ -211,6 +219,7 @@ inline constexpr std::string_view kExtendScript = R"lua(
 local k = KEYS[1]
 local old = redis.call('GET', k)
 if not old then return 0 end
+if string.byte(old, 1) == 123 then return 3 end
 local R = parse(old)
 if not R then return corrupt() end
 if R.t ~= ARGV[1] then return -1 end
@@ -228,6 +237,7 @@ inline constexpr std::string_view kCheckpointScript = R"lua(
 local k = KEYS[1]
 local old = redis.call('GET', k)
 if not old then return 0 end
+if string.byte(old, 1) == 123 then return 3 end
 local R = parse(old)
 if not R then return corrupt() end
 if R.t ~= ARGV[1] then return -1 end
@@ -266,13 +276,81 @@ end
 return {redis.call('PEXPIRETIME', k), v}
 )lua";
 
+// complete, fail, extend and checkpoint of a JSON record (json_layout.h),
+// parsed with the cjson of Redis scripting. Only the members an owner
+// changes are touched; the result is never parsed: the client sends the
+// JSON text of the "result" and "error" members, appended as they are.
+// KEYS[1]; ARGV: 1 token, 2 op: C|F|X finish, E extend, K checkpoint;
+// 3 C/F/X: the result and error members, E: lease ms, K: checkpoint JSON;
+// 4 C/F/X: ttl ms.
+inline constexpr std::string_view kJsonOwnerScript = R"lua(
+local k = KEYS[1]
+local old = redis.call('GET', k)
+if not old then return 0 end
+if string.byte(old, 1) ~= 123 then return 3 end
+local ok, R = pcall(cjson.decode, old)
+if not ok or type(R) ~= 'table' or type(R.status) ~= 'string' then
+  return redis.error_reply('IDEMCORRUPT the value is not an idem record')
+end
+if R.token ~= ARGV[1] then return -1 end
+local op = ARGV[2]
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+local function fmt(n) return string.format('%.0f', n) end
+if R.status ~= 'PROCESSING' then
+  if (op == 'C' and R.status == 'COMPLETED') or (R.status == 'FAILED' and
+      ((op == 'F' and R.retryable ~= false) or (op == 'X' and R.retryable == false))) then return -2 end
+  return -3
+end
+if op == 'E' then
+  R.lease_expires_at_ms = now + tonumber(ARGV[3])
+  if R.expires_at_ms < R.lease_expires_at_ms then R.expires_at_ms = R.lease_expires_at_ms end
+  redis.call('SET', k, cjson.encode(R), 'PXAT', fmt(R.expires_at_ms))
+  return 1
+end
+if op == 'K' then
+  R.checkpoint = cjson.decode(ARGV[3])
+  redis.call('SET', k, cjson.encode(R), 'PXAT', fmt(R.expires_at_ms))
+  return 1
+end
+-- ISO 8601 of `now` (UTC, ms), as the original module's model reads it.
+local s = math.floor(now / 1000)
+local z = math.floor(s / 86400) + 719468
+local sod = s % 86400
+local era = math.floor(z / 146097)
+local doe = z - era * 146097
+local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+local mp = math.floor((5 * doy + 2) / 153)
+local d = doy - math.floor((153 * mp + 2) / 5) + 1
+local m = mp + 3
+if mp >= 10 then m = mp - 9 end
+local y = yoe + era * 400
+if m <= 2 then y = y + 1 end
+local watched = R.watched
+if op == 'C' then R.status = 'COMPLETED' else R.status = 'FAILED' end
+R.retryable = op ~= 'X'
+R.completed_at = string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03d+00:00', y, m, d, math.floor(sod / 3600),
+  math.floor(sod / 60) % 60, sod % 60, now % 1000)
+R.lease_expires_at_ms = now
+R.expires_at_ms = now + tonumber(ARGV[4])
+R.watched = nil
+R.result = nil
+R.error = nil
+R.error_base64 = nil
+local body = cjson.encode(R)
+redis.call('SET', k, string.sub(body, 1, -2) .. ',' .. ARGV[3] .. '}', 'PXAT', fmt(R.expires_at_ms))
+if watched then redis.pcall('PUBLISH', 'idem:settled:' .. k, op) end
+return 1
+)lua";
+
 // Script is one script with its SHA-1 (what EVALSHA names it by).
 struct Script {
   std::string body;
   std::string sha;
 };
 
-enum ScriptId : std::size_t { kClaim, kFinish, kSwap, kExtend, kCheckpoint, kGet, kWatch, kScriptCount };
+enum ScriptId : std::size_t { kClaim, kFinish, kSwap, kExtend, kCheckpoint, kGet, kWatch, kJsonOwner, kScriptCount };
 
 // scripts() is every script, built and hashed once.
 const std::array<Script, kScriptCount>& scripts();

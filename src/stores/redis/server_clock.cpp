@@ -29,12 +29,22 @@ void ServerClock::observe(std::int64_t server_us, Time sent, Time received) {
   sample_uncertainty_us_ = u;
   // -1: the two integer divisions may round the elapsed time up by one µs.
   offset_.store(server_us - recv_us + recv_us / kDriftDivisor - 1, std::memory_order_relaxed);
+  // u + 2 (t - recv) / D <= bound  <=>  t <= recv + (bound - u) * D / 2
+  constexpr std::int64_t kBoundUs = std::chrono::microseconds(kMaxClaimUncertainty).count();
+  claim_until_us_.store(u > kBoundUs ? -1 : recv_us + (kBoundUs - u) * kDriftDivisor / 2, std::memory_order_relaxed);
   received_us_.store(recv_us, std::memory_order_release);
 }
 
 std::optional<std::int64_t> ServerClock::now_us(Time now) const {
   if (received_us_.load(std::memory_order_acquire) < 0) return std::nullopt;
   const std::int64_t t = micros(now);
+  return offset_.load(std::memory_order_relaxed) + t - t / kDriftDivisor;
+}
+
+std::optional<std::int64_t> ServerClock::claim_us(Time now) const {
+  if (received_us_.load(std::memory_order_acquire) < 0) return std::nullopt;
+  const std::int64_t t = micros(now);
+  if (t > claim_until_us_.load(std::memory_order_relaxed)) return std::nullopt;
   return offset_.load(std::memory_order_relaxed) + t - t / kDriftDivisor;
 }
 

@@ -38,6 +38,12 @@ class ServerClock {
   // the server's clock: 1000 ppm, twice NTP's maximum slew rate.
   static constexpr std::int64_t kDriftDivisor = 1000;  // 1/kDriftDivisor = 1000 ppm
   static constexpr std::chrono::milliseconds kRefresh{100};
+  // A claim takes its token from the estimate only while the estimate is at
+  // most this far behind the server's clock; otherwise the claim script
+  // reads TIME itself. A sample taken on a loaded machine (a thread not
+  // scheduled between send and receive) can be hundreds of ms wide, and
+  // would backdate first-seen times and weaken the token bound by as much.
+  static constexpr std::chrono::milliseconds kMaxClaimUncertainty{10};
 
   // observe() offers a TIME sample.
   void observe(std::int64_t server_us, Time sent, Time received);
@@ -46,6 +52,9 @@ class ServerClock {
   // microseconds since the Unix epoch; nullopt before the first sample.
   std::optional<std::int64_t> now_us(Time now) const;
 
+  // claim_us() is now_us() while uncertainty() is at most
+  // kMaxClaimUncertainty, nullopt otherwise; it takes no lock.
+  std::optional<std::int64_t> claim_us(Time now) const;
   // uncertainty() is how far below the server's clock now_us() may be.
   std::optional<std::chrono::microseconds> uncertainty(Time now) const;
 
@@ -66,6 +75,9 @@ class ServerClock {
   // in µs); one atomic, so the hot path takes no lock.
   std::atomic<std::int64_t> offset_{0};
   std::atomic<std::int64_t> received_us_{-1};  // -1: no sample yet
+  // The local time (µs) up to which the kept sample is tight enough for
+  // claim_us(); -1: never.
+  std::atomic<std::int64_t> claim_until_us_{-1};
   std::atomic<bool> refreshing_{false};
   std::atomic<std::int64_t> tried_us_{-1};  // the last refresh attempt
   mutable std::mutex mutex_;                // serializes observe()

@@ -119,6 +119,7 @@ Status RedisStoreOptions::validate() const {
   if (wait_replicas > 0 && wait_timeout >= command_timeout) {
     return invalid("wait_timeout must be shorter than command_timeout");
   }
+  if (legacy_lease.count() <= 0) return invalid("legacy_lease must be positive");
   if (tls.cert_file.empty() != tls.key_file.empty()) return invalid("TLS needs both cert and key, or neither");
   return {};
 }
@@ -245,6 +246,14 @@ Result<RedisStoreOptions> RedisStore::parse_url(std::string_view url) {
         ok = ms(opt.wait_timeout);
       } else if (k == "sentinel_password") {
         opt.sentinel_password = v;
+      } else if (k == "layout") {
+        ok = v == "packed" || v == "json";
+        opt.layout = v == "json" ? RedisLayout::kJson : RedisLayout::kPacked;
+      } else if (k == "legacy") {
+        ok = v == "0" || v == "1";
+        opt.legacy_records = v == "1";
+      } else if (k == "legacy_lease_ms") {
+        ok = ms(opt.legacy_lease);
       } else if (k == "db") {
         ok = parse_db(v);
       } else {

@@ -123,7 +123,7 @@ Result<std::optional<IdempotencyRecord>> RedisStoreImpl::wait_settled(std::strin
     }
     Result<std::optional<IdempotencyRecord>> record =
         run_sync<std::optional<IdempotencyRecord>>([&](ResultCallback<std::optional<IdempotencyRecord>> done) {
-          start_get(key, subscribed ? kWatch : kGet, std::move(done), true);
+          start_get(key, subscribed ? kWatch : kGet, confirming(key, std::move(done)), true);
         });
     if (!record || !*record) return record;
     const auto wall = std::chrono::time_point_cast<milliseconds>(std::chrono::system_clock::now());
