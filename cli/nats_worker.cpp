@@ -1,19 +1,23 @@
 // `idem nats-worker`: an idempotent JetStream worker with a demo handler that
-// appends `KEY TOKEN PID` to a ledger file (O_APPEND, then fsync). It creates
-// the stream, its dead-letter stream and the durable consumer when absent,
-// runs until SIGINT/SIGTERM, drains, and prints a one-line summary. Tests,
-// docs and demos run it as a real process (and kill it).
+// appends `KEY TOKEN PID` to a ledger file (O_APPEND, then fsync), or, with a
+// postgresql:// store and --ledger-table, inserts that row in the handler's
+// own transaction together with the COMPLETED record (exactly once). It
+// creates the stream, its dead-letter stream and the durable consumer when
+// absent, runs until SIGINT/SIGTERM, drains, and prints a one-line summary.
+// Tests, docs and demos run it as a real process (and kill it).
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -22,6 +26,9 @@
 #include "idem/core/checker.h"
 #include "idem/integrations/nats.h"
 #include "nats_commands.h"
+#ifdef IDEM_CLI_WITH_POSTGRES
+#include "idem/stores/postgres.h"
+#endif
 
 namespace idem::cli {
 namespace {
@@ -38,6 +45,7 @@ struct WorkerOptions {
   std::string scope;
   std::size_t handler_delay_ms = 0;
   std::size_t effect_delay_ms = 0;
+  std::size_t ack_delay_ms = 0;
   std::uint32_t max_deliver = 5;
   std::string dlq_subject;
   std::size_t concurrency = 4;
@@ -75,6 +83,74 @@ class Ledger {
  private:
   int fd_;
 };
+
+#ifdef IDEM_CLI_WITH_POSTGRES
+// LedgerTable is the transactional ledger: one row per handler run, inserted
+// in the handler's own transaction, which also marks the key COMPLETED
+// (fenced by the token) and commits. A worker killed before the commit
+// leaves nothing; after it, the key is a completed duplicate. So every key
+// has exactly one row, whatever dies when.
+class LedgerTable {
+ public:
+  // Creates the table when absent. `table` is an identifier, optionally
+  // schema-qualified (checked before: it is spliced into SQL).
+  LedgerTable(std::shared_ptr<IdempotencyChecker> checker, std::string table)
+      : checker_(std::move(checker)), table_(std::move(table)) {
+    auto tx = PostgresTransaction::begin(checker_->store());
+    if (!tx) throw CliError(kExitError, "--ledger-table: " + tx.error().to_string());
+    // Workers starting together must not race on CREATE TABLE IF NOT EXISTS.
+    auto lock = tx->exec("SELECT pg_advisory_xact_lock(hashtext('idem-ledger-table:' || $1))", {table_});
+    if (!lock) throw CliError(kExitError, "--ledger-table " + table_ + ": " + lock.error().to_string());
+    auto created = tx->exec("CREATE TABLE IF NOT EXISTS " + table_ +
+                            " (id bigserial PRIMARY KEY, idem_key text NOT NULL, token bigint NOT NULL, "
+                            "pid integer NOT NULL, event_id text NOT NULL, inserted_at timestamptz NOT NULL DEFAULT "
+                            "now())");
+    if (!created) throw CliError(kExitError, "--ledger-table " + table_ + ": " + created.error().to_string());
+    if (Status s = tx->commit(); !s) throw CliError(kExitError, "--ledger-table: " + s.error().to_string());
+    insert_ = "INSERT INTO " + table_ + " (idem_key, token, pid, event_id) VALUES ($1, $2, $3, $4)";
+  }
+
+  // Runs one message: the row and the completion commit together.
+  // `effect_delay` sleeps between the insert and the commit, `ack_delay`
+  // after the commit (the two crash windows, for tests). Errors are thrown
+  // typed: the consumer naks retryable ones (a lost lease included) and
+  // dead-letters the rest.
+  std::string handle(nats::MessageContext& ctx, std::chrono::milliseconds effect_delay,
+                     std::chrono::milliseconds ack_delay) const {
+    auto tx = PostgresTransaction::begin(checker_->store());
+    if (!tx) throw_error(std::move(tx).error());
+    auto row = tx->exec(insert_, {ctx.envelope().effective_key(), std::to_string(ctx.token()),
+                                  std::to_string(::getpid()), ctx.envelope().event_id});
+    if (!row) throw_error(std::move(row).error());
+    if (effect_delay.count() > 0) std::this_thread::sleep_for(effect_delay);
+    std::string result = R"({"ledger_table":"inserted"})";
+    Status committed = tx->commit_completed(
+        {.key = ctx.key(), .token = ctx.token(), .result = result, .ttl = checker_->options().ttl});
+    if (!committed) throw_error(std::move(committed).error());
+    ctx.set_completed_by_handler();
+    if (ack_delay.count() > 0) std::this_thread::sleep_for(ack_delay);
+    return result;
+  }
+
+ private:
+  std::shared_ptr<IdempotencyChecker> checker_;
+  std::string table_;
+  std::string insert_;
+};
+#endif
+
+// A table name spliced into SQL: [schema.]name, unquoted identifiers only.
+bool valid_table_name(std::string_view name) {
+  auto identifier = [](std::string_view part) {
+    if (part.empty() || part.size() > 63 || (part[0] >= '0' && part[0] <= '9')) return false;
+    return std::all_of(part.begin(), part.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    });
+  };
+  const std::size_t dot = name.find('.');
+  if (dot == std::string_view::npos) return identifier(name);
+  return identifier(name.substr(0, dot)) && identifier(name.substr(dot + 1));
+}
 
 std::string summary(const nats::ConsumerStats& s, const nats::Connection& conn, bool json) {
   using nats::MessageOutcome;
@@ -114,20 +190,26 @@ std::string summary(const nats::ConsumerStats& s, const nats::Connection& conn, 
 int run_worker(const WorkerOptions& o) {
   const std::string store_url = effective_store_url({.store_url = o.store_url});
   if (!o.ledger_table.empty()) {
-    // The seam for the PostgreSQL store's transactional completion: the
-    // handler inserts its row and completes the record in one transaction,
-    // then tells the consumer (MessageContext::set_completed_by_handler).
+    // The PostgreSQL store's transactional completion: the handler inserts
+    // its row and completes the record in one transaction, then tells the
+    // consumer (MessageContext::set_completed_by_handler).
     if (store_url.rfind("postgresql://", 0) != 0 && store_url.rfind("postgres://", 0) != 0) {
       throw CliError(kExitUsage,
                      "--ledger-table needs a postgresql:// store (the row is written in the handler's "
                      "own transaction); got " +
                          redact_url(store_url));
     }
-    throw CliError(kExitError,
-                   "--ledger-table needs the postgres store's transactional completion, which this "
-                   "build does not have yet; use --ledger PATH");
+    if (!o.ledger.empty()) throw CliError(kExitUsage, "--ledger and --ledger-table exclude each other");
+    if (!valid_table_name(o.ledger_table)) {
+      throw CliError(kExitUsage, "--ledger-table '" + o.ledger_table +
+                                     "' must be a table name: letters, digits and '_', optionally schema.table");
+    }
+#ifndef IDEM_CLI_WITH_POSTGRES
+    throw CliError(kExitError, "--ledger-table needs the PostgreSQL store, which this build does not have");
+#endif
+  } else if (o.ledger.empty()) {
+    throw CliError(kExitUsage, "--ledger PATH is required (or --ledger-table with postgres)");
   }
-  if (o.ledger.empty()) throw CliError(kExitUsage, "--ledger PATH is required (or --ledger-table with postgres)");
   std::chrono::milliseconds lease{};
   try {
     lease = parse_duration(o.lease);
@@ -143,7 +225,8 @@ int run_worker(const WorkerOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  Ledger ledger(o.ledger);
+  std::optional<Ledger> ledger;
+  if (o.ledger_table.empty()) ledger.emplace(o.ledger);
   CheckerOptions checker_options;
   checker_options.lease = lease;
   checker_options.key.scope = o.scope;
@@ -151,6 +234,10 @@ int run_worker(const WorkerOptions& o) {
   if (!checker) {
     throw CliError(kExitError, "cannot open store " + redact_url(store_url) + ": " + checker.error().to_string());
   }
+#ifdef IDEM_CLI_WITH_POSTGRES
+  std::optional<LedgerTable> table;
+  if (!o.ledger_table.empty()) table.emplace(*checker, o.ledger_table);
+#endif
 
   auto conn = nats::Connection::connect({.url = o.nats_url,
                                          .name = "idem-nats-worker",
@@ -176,9 +263,13 @@ int run_worker(const WorkerOptions& o) {
   consumer_options.dead_letter_subject = dlq;
   const auto delay = std::chrono::milliseconds(o.handler_delay_ms);
   const auto effect_delay = std::chrono::milliseconds(o.effect_delay_ms);
+  const auto ack_delay = std::chrono::milliseconds(o.ack_delay_ms);
   auto consumer = nats::Consumer::start(*conn, *checker, consumer_options, [&](nats::MessageContext& ctx) {
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
-    ledger.append(ctx.envelope().effective_key(), ctx.token());
+#ifdef IDEM_CLI_WITH_POSTGRES
+    if (table) return table->handle(ctx, effect_delay, ack_delay);
+#endif
+    ledger->append(ctx.envelope().effective_key(), ctx.token());
     // A crash here (after the effect, before the completion) is the one
     // that makes an at-least-once effect happen twice; tests widen it.
     if (effect_delay.count() > 0) std::this_thread::sleep_for(effect_delay);
@@ -216,7 +307,11 @@ void add_nats_worker_command(CLI::App& app, Action& action) {
                 "With a postgresql:// store: insert the row in the handler's own transaction instead");
   c->add_option("--handler-delay-ms", o->handler_delay_ms, "Sleep this long in the handler before the effect");
   c->add_option("--effect-delay-ms", o->effect_delay_ms,
-                "Sleep this long after the effect, before completing (widens the crash window, for tests)");
+                "Sleep this long after the effect, before completing (with --ledger-table: between the insert and "
+                "the commit); widens that crash window, for tests");
+  c->add_option("--ack-delay-ms", o->ack_delay_ms,
+                "With --ledger-table: sleep this long after the commit, before the message is acked (widens that "
+                "crash window, for tests)");
   c->add_option("--max-deliver", o->max_deliver, "Handler attempts per key before the dead letter (0: unlimited)");
   c->add_option("--dlq-subject", o->dlq_subject, "Dead-letter subject (default idem.dlq.<stream>)");
   c->add_option("--concurrency", o->concurrency, "Handler threads")->check(CLI::PositiveNumber);

@@ -1,7 +1,8 @@
-// File: idem/idem.h
-//
-// The whole core API in one include. Store headers (idem/stores/*.h) are
-// separate so that a program links only the backends it uses.
+/// @file idem/idem.h
+/// @brief The whole core API in one include.
+///
+/// The whole core API in one include. Store headers (idem/stores/*.h) are
+/// separate so that a program links only the backends it uses.
 #pragma once
 
 #include "idem/core/checker.h"    // IWYU pragma: export

@@ -20,6 +20,10 @@ if(TARGET idem_sqlite)
     target_link_libraries(idem_chaos PRIVATE idem_redis_test_support)
     target_compile_definitions(idem_chaos PRIVATE IDEM_CHAOS_HAVE_REDIS=1)
   endif()
+  if(TARGET idem_postgres_test_support)
+    target_link_libraries(idem_chaos PRIVATE idem_postgres_test_support idem::postgres)
+    target_compile_definitions(idem_chaos PRIVATE IDEM_CHAOS_HAVE_POSTGRES=1)
+  endif()
 
   idem_add_test(NAME chaos_checker_test
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/checker_test.cpp
@@ -48,6 +52,14 @@ if(TARGET idem_sqlite)
     # cover fencing); a fault every 0.35 s on average gives 4 failovers.
     # About 45 s.
     idem_add_chaos_run(chaos_redis_sentinel --store redis-sentinel --seconds 30 --seed 1204 --fault-gap-ms 350
-                       --faults worker-kill,crash,store)
+                       --fault-rounds --faults worker-kill,crash,store)
+  endif()
+  if(TARGET idem_postgres_test_support)
+    # Transactional mode: zero duplicated effects, with the server killed,
+    # restarted and frozen.
+    idem_add_chaos_run(chaos_postgres --store postgres --seconds 25 --seed 1205)
+    # The checker must catch an effect committed apart from its completion.
+    idem_add_chaos_run(chaos_postgres_planted_bug --store postgres --seconds 8 --seed 1206 --faults worker-kill,crash
+                       --planted-bug split-commit --expect-violation duplicate-effect)
   endif()
 endif()

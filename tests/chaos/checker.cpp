@@ -54,9 +54,15 @@ struct Observation {
   std::string source;
 };
 
+struct Row {
+  std::uint64_t token = 0;
+  std::size_t line = 0;
+};
+
 struct KeyState {
   std::vector<Step> steps;
   std::vector<Effect> effects;
+  std::vector<Row> rows;  // committed effects (transactional store)
   std::vector<Observation> completed_seen;
   std::optional<Event> final_read;
 };
@@ -104,7 +110,10 @@ std::string describe(const Step& s) {
 
 class Checker {
  public:
-  Checker(const std::vector<Event>& events, const CheckOptions& options) : options_(options) { read(events); }
+  Checker(const std::vector<Event>& events, const CheckOptions& options) : options_(options) {
+    report_.transactional = !options.duplicates_allowed;
+    read(events);
+  }
 
   Report run() {
     for (auto& [key, state] : keys_) check_key(key, state);
@@ -217,6 +226,9 @@ class Checker {
       if (e.op == op::kFinal) keys_[e.key].final_read = e;
     } else if (e.op == op::kGetErr) {
       count("errors." + e.status);
+    } else if (e.op == op::kRow) {
+      keys_[e.key].rows.push_back({e.token, e.line});
+      ++report_.committed;
     } else if (e.op == op::kCrash) {
       crashes_[e.pid()].push_back(e);
       count("faults.crash." + e.status);
@@ -265,6 +277,7 @@ class Checker {
     check_verdicts(key, k, acquisitions, writes);
     check_final(key, k);
     check_effects(key, k, acquisitions);
+    if (!options_.duplicates_allowed) check_rows(key, k);
   }
 
   // max_token_before() is the largest token of a claim that returned before
@@ -437,12 +450,6 @@ class Checker {
       }
       const std::int64_t until = next_claim != nullptr ? next_claim->ret_us : effects[i].begin_us;
       const std::optional<std::string> cause = attribute(key, effects[i - 1], until, k);
-      if (!options_.duplicates_allowed) {
-        violation("duplicate-effect", key,
-                  "the effect ran again under token " + std::to_string(effects[i].token) + " (line " +
-                      std::to_string(effects[i].line) + ") after token " + std::to_string(effects[i - 1].token) +
-                      (cause ? " (" + *cause + ")" : ""));
-      }
       if (cause) {
         ++report_.duplicate_causes[*cause];
       } else {
@@ -452,6 +459,38 @@ class Checker {
                       std::to_string(effects[i - 1].token) + " (line " + std::to_string(effects[i - 1].line) +
                       ") and no fault explains why the first one did not complete");
       }
+    }
+  }
+
+  // check_rows() holds a transactional store to its promise: the effect
+  // commits with the completion or not at all, so a key has one row exactly
+  // when it is COMPLETED, written under the token whose result is stored.
+  void check_rows(std::int64_t key, const KeyState& k) {
+    const auto& rows = k.rows;
+    if (rows.size() > 1) {
+      ++report_.committed_duplicates;
+      std::string tokens;
+      for (const Row& r : rows) tokens += (tokens.empty() ? "" : ", ") + std::to_string(r.token);
+      violation("duplicate-effect", key,
+                std::to_string(rows.size()) + " committed effects (tokens " + tokens + ", line " +
+                    std::to_string(rows[1].line) + ")");
+    }
+    if (!k.final_read) return;  // lost-event already says so
+    const Event& f = *k.final_read;
+    const std::string where = "line " + std::to_string(f.line) + ": ";
+    if (f.status == "completed") {
+      const auto token = static_cast<std::uint64_t>(f.aux);
+      if (rows.empty()) {
+        violation("torn-commit", key, where + "COMPLETED (token " + std::to_string(f.aux) + ") without its effect");
+      } else if (std::none_of(rows.begin(), rows.end(), [&](const Row& r) { return r.token == token; })) {
+        violation("torn-commit", key,
+                  where + "the stored result is token " + std::to_string(f.aux) + "'s, the committed effect token " +
+                      std::to_string(rows.front().token) + "'s");
+      }
+    } else if (!rows.empty()) {
+      violation("torn-commit", key,
+                where + "the key ended '" + f.status + "' but an effect under token " +
+                    std::to_string(rows.front().token) + " was committed");
     }
   }
 
@@ -524,7 +563,11 @@ Report check(const std::vector<Event>& events, const CheckOptions& options) { re
 std::string Report::summary() const {
   std::ostringstream o;
   auto c = [&](const char* name) { return count(name); };
-  o << "keys " << keys << ", effects " << effects << ", duplicated effects " << duplicates;
+  if (transactional) {
+    o << "keys " << keys << ", attempted effects " << effects << ", repeated attempts " << duplicates;
+  } else {
+    o << "keys " << keys << ", effects " << effects << ", duplicated effects " << duplicates;
+  }
   if (!duplicate_causes.empty()) {
     o << " (";
     bool first = true;
@@ -533,6 +576,9 @@ std::string Report::summary() const {
       first = false;
     }
     o << ")";
+  }
+  if (transactional) {
+    o << "\ncommitted effects " << committed << ", keys with more than one " << committed_duplicates;
   }
   o << "\nclaims " << c("claims") << ": acquired " << c("acquired") << " (new " << c("acquired.new") << ", takeover "
     << c("acquired.takeover") << ", retry " << c("acquired.retry") << "; lease already expired on arrival "

@@ -21,7 +21,18 @@
 //                          an earlier effect whose worker did not complete
 //                          because it was killed, froze, lost the store, or
 //                          stalled past its lease; each is counted by cause
-//   duplicate-effect       with a transactional store: no duplicate at all
+//   duplicate-effect       with a transactional store: no key has more than
+//                          one committed effect
+//   torn-commit            with a transactional store: a key's committed
+//                          effect and its record disagree (COMPLETED without
+//                          its row, a row under another token than the stored
+//                          result's, a row for a key that failed terminally)
+//
+// With a transactional store (CheckOptions::duplicates_allowed false) the
+// effect lines are attempts inside the completing transaction, which roll
+// back unless the completion commits: they are still checked for overlap and
+// every repeated attempt must be attributed to a fault. The committed effects
+// are the `row` lines the auditor read from the store after the run.
 //
 // Steps whose answer is missing (the process died) are indeterminate: the
 // checker never assumes they failed, and never assumes they succeeded.
@@ -38,7 +49,8 @@ namespace idem::chaos {
 
 struct CheckOptions {
   // false for a store that writes the effect and the completion in one
-  // transaction (PostgreSQL): then any duplicated effect is a violation.
+  // transaction (PostgreSQL): then the committed effects are the auditor's
+  // `row` lines, and a second one for a key is a violation.
   bool duplicates_allowed = true;
   // Keep at most this many violations of each kind in the report.
   std::size_t max_examples = 20;
@@ -58,6 +70,11 @@ struct Report {
   std::uint64_t keys = 0;                                 // keys touched by a claim
   std::uint64_t effects = 0;
   std::uint64_t duplicates = 0;  // effects beyond the first per key
+  // Transactional store: committed effects (the auditor's rows), and the
+  // keys with more than one.
+  std::uint64_t committed = 0;
+  std::uint64_t committed_duplicates = 0;
+  bool transactional = false;
 
   bool ok() const { return violation_counts.empty(); }
   bool has(const std::string& kind) const { return violation_counts.count(kind) != 0; }

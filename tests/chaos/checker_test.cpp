@@ -281,13 +281,49 @@ TEST(ChaosChecker, AKillAfterTheTakeoverExplainsNothing) {
   EXPECT_TRUE(b.check().has("unattributed-duplicate"));
 }
 
-TEST(ChaosChecker, ATransactionalStoreAllowsNoDuplicateAtAll) {
+// A transactional store: the killed worker's attempt rolled back, so the
+// only committed effect is the one that completed.
+TEST(ChaosChecker, ATransactionalStoreRollsBackAKilledAttempt) {
   Builder b;
   b.claim("100.0", 1, 5).effect("100.0", 1, 5).add("harness", op::kKill, -1, 0, "-", 100);
   b.at(700).claim("101.0", 1, 6, "takeover").effect("101.0", 1, 6).complete("101.0", 1, 6);
-  b.final_read(1, "completed", 6, 6);
-  EXPECT_TRUE(b.check().ok());
-  EXPECT_TRUE(b.check({.duplicates_allowed = false}).has("duplicate-effect"));
+  b.final_read(1, "completed", 6, 6).add("900.audit", op::kRow, 1, 6);
+  const Report r = b.check({.duplicates_allowed = false});
+  EXPECT_TRUE(r.ok()) << why(r);
+  EXPECT_EQ(r.committed, 1u);
+  EXPECT_EQ(r.duplicate_causes.at("killed"), 1u) << why(r);
+}
+
+TEST(ChaosChecker, ATransactionalStoreAllowsNoSecondCommittedEffect) {
+  Builder b;
+  b.claim("100.0", 1, 5).effect("100.0", 1, 5).add("harness", op::kKill, -1, 0, "-", 100);
+  b.at(700).claim("101.0", 1, 6, "takeover").effect("101.0", 1, 6).complete("101.0", 1, 6);
+  b.final_read(1, "completed", 6, 6).add("900.audit", op::kRow, 1, 5).add("900.audit", op::kRow, 1, 6);
+  EXPECT_TRUE(b.check().ok());  // without the row check the kill explains it
+  const Report r = b.check({.duplicates_allowed = false});
+  EXPECT_TRUE(r.has("duplicate-effect")) << why(r);
+  EXPECT_EQ(r.committed_duplicates, 1u);
+}
+
+TEST(ChaosChecker, ATransactionalStoreCommitsTheEffectWithTheRecord) {
+  {
+    Builder b;  // COMPLETED, no row
+    b.claim("100.0", 1, 5).effect("100.0", 1, 5).complete("100.0", 1, 5).final_read(1, "completed", 5, 5);
+    EXPECT_TRUE(b.check({.duplicates_allowed = false}).has("torn-commit"));
+  }
+  {
+    Builder b;  // the row of another token than the stored result's
+    b.claim("100.0", 1, 5).effect("100.0", 1, 5).add("harness", op::kKill, -1, 0, "-", 100);
+    b.at(700).claim("101.0", 1, 6, "takeover").effect("101.0", 1, 6).complete("101.0", 1, 6);
+    b.final_read(1, "completed", 6, 6).add("900.audit", op::kRow, 1, 5);
+    EXPECT_TRUE(b.check({.duplicates_allowed = false}).has("torn-commit"));
+  }
+  {
+    Builder b;  // failed terminally, yet an effect committed
+    b.claim("100.0", 1, 5).add("100.0", op::kFailInv, 1, 5, "terminal").add("100.0", op::kFailOk, 1, 5, "terminal");
+    b.final_read(1, "failed_terminal", 5, 0).add("900.audit", op::kRow, 1, 5);
+    EXPECT_TRUE(b.check({.duplicates_allowed = false}).has("torn-commit"));
+  }
 }
 
 TEST(ChaosHistory, LinesRoundTrip) {

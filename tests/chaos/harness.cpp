@@ -67,6 +67,11 @@ class Run {
       }
       return 2;
     }
+    if (!o_.planted_bug.empty() && o_.planted_bug != "unfenced" &&
+        !(o_.planted_bug == "split-commit" && env_->transactional())) {
+      return fail_setup("unknown planted bug '" + o_.planted_bug +
+                        "' for this store (unfenced; split-commit on a transactional store)");
+    }
     choose_faults();
     prefix_ = "chaos:" + std::to_string(o_.seed) + ":" + std::to_string(now_ms()) + ":";
     std::cout << "chaos: store " << o_.store << " (" << env_->url() << "), seed " << o_.seed << ", " << o_.seconds
@@ -172,9 +177,11 @@ class Run {
                                      "--until-ms",    std::to_string(until_),
                                      "--deadline-ms", std::to_string(deadline),
                                      "--lease-ms",    std::to_string(o_.lease_ms)};
+    if (env_->transactional()) args.emplace_back("--transactional");
     if (keys_file.empty()) {
       if (crash_) args.insert(args.end(), {"--crash-rate", std::to_string(o_.crash_rate)});
       if (o_.planted_bug == "unfenced") args.emplace_back("--unfenced");
+      if (o_.planted_bug == "split-commit") args.emplace_back("--split-commit");
     } else {
       args.insert(args.end(), {"--keys-file", keys_file, "--audit"});
     }
@@ -235,15 +242,20 @@ class Run {
   }
 
   bool inject() {
-    // Shuffled rounds, each kind once per round: a short run reaches every
-    // kind after as many faults as there are kinds, even when one of them (a
-    // Sentinel failover) takes seconds and a run holds only a few faults.
-    if (round_.empty()) {
-      round_ = kinds_;
-      std::shuffle(round_.begin(), round_.end(), rng_);
+    std::string kind;
+    if (o_.fault_rounds) {
+      // Shuffled rounds, each kind once per round: a short run reaches every
+      // kind after as many faults as there are kinds, even when one of them
+      // (a Sentinel failover) takes seconds and a run holds only a few.
+      if (round_.empty()) {
+        round_ = kinds_;
+        std::shuffle(round_.begin(), round_.end(), rng_);
+      }
+      kind = round_.back();
+      round_.pop_back();
+    } else {
+      kind = kinds_[std::uniform_int_distribution<std::size_t>(0, kinds_.size() - 1)(rng_)];
     }
-    const std::string kind = round_.back();
-    round_.pop_back();
     if (kind.rfind("store:", 0) == 0) {
       std::string error;
       if (env_->inject(kind.substr(6), rng_, *history_, &error)) return true;

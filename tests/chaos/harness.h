@@ -22,7 +22,10 @@ struct RunOptions {
   // kill themselves before, during or after the effect), store (every fault
   // the store supports), or "none".
   std::string faults = "worker-kill,worker-stop,crash,store";
-  int fault_gap_ms = 700;    // mean time between two injected faults
+  int fault_gap_ms = 700;  // mean time between two injected faults
+  // Draw fault kinds in shuffled rounds (every kind once per round) instead
+  // of independently: a short run with slow faults still reaches every kind.
+  bool fault_rounds = false;
   double crash_rate = 0.02;  // per acquired delivery, with `crash` on
   std::string out;           // keep the run here (default: a temporary directory)
   bool keep = false;         // keep the directory even when the run passed

@@ -54,6 +54,9 @@ inline constexpr std::string_view kGetOk = "get.ok";  // status: absent|processi
 inline constexpr std::string_view kGetErr = "get.err";
 inline constexpr std::string_view kFinal = "final";  // like get.ok, read by the auditor after the run
 inline constexpr std::string_view kCrash = "crash";  // a worker about to SIGKILL itself; status: phase
+// A transactional store: one committed business row of the key, as the
+// auditor read it after the run; token: the token the row was written under.
+inline constexpr std::string_view kRow = "row";
 // Harness steps; aux is the pid concerned.
 inline constexpr std::string_view kStart = "start";             // a worker process was started
 inline constexpr std::string_view kKill = "kill";               // SIGKILL sent to a worker

@@ -41,11 +41,14 @@ int main(int argc, char** argv) {
   r->add_option("--lease-ms", run.lease_ms, "lease of every claim")->capture_default_str();
   r->add_option("--faults", run.faults, "worker-kill,worker-stop,crash,store or none")->capture_default_str();
   r->add_option("--fault-gap-ms", run.fault_gap_ms, "mean time between faults")->capture_default_str();
+  r->add_flag("--fault-rounds", run.fault_rounds, "draw fault kinds in shuffled rounds, every kind once per round");
   r->add_option("--crash-rate", run.crash_rate, "chance a worker kills itself per acquired delivery")
       ->capture_default_str();
   r->add_option("--out", run.out, "keep the run in this (empty or new) directory");
   r->add_flag("--keep", run.keep, "keep the run directory even when it passed");
-  r->add_option("--planted-bug", run.planted_bug, "unfenced: workers complete through a store that skips fencing");
+  r->add_option("--planted-bug", run.planted_bug,
+                "unfenced: workers complete through a store that skips fencing; split-commit (postgres): the effect "
+                "commits on its own, before a separate completion");
   r->add_option("--expect-violation", run.expect_violation,
                 "pass only if the checker reports this violation kind (for --planted-bug)");
   bool no_require = false;
@@ -55,7 +58,8 @@ int main(int argc, char** argv) {
   bool no_duplicates = false;
   auto* c = app.add_subcommand("check", "check the histories of a kept run directory");
   c->add_option("dir", check_dir, "the run directory")->required();
-  c->add_flag("--no-duplicates", no_duplicates, "a transactional store: any duplicated effect is a violation");
+  c->add_flag("--no-duplicates", no_duplicates,
+              "a transactional store: the committed effects are the auditor's rows, one per completed key");
 
   idem::chaos::WorkerOptions worker;
   auto* w = app.add_subcommand("worker", "one worker process (started by `run`)");
@@ -72,6 +76,8 @@ int main(int argc, char** argv) {
   w->add_option("--keys-file", worker.keys_file);
   w->add_flag("--audit", worker.audit);
   w->add_flag("--unfenced", worker.unfenced);
+  w->add_flag("--transactional", worker.transactional);
+  w->add_flag("--split-commit", worker.split_commit);
 
   CLI11_PARSE(app, argc, argv);
   if (r->parsed()) {

@@ -18,6 +18,10 @@
 #ifdef IDEM_CHAOS_HAVE_REDIS
 #include "integration/redis_support.h"
 #endif
+#ifdef IDEM_CHAOS_HAVE_POSTGRES
+#include "idem/stores/postgres.h"
+#include "support/postgres_server.h"
+#endif
 
 namespace idem::chaos {
 namespace {
@@ -284,6 +288,77 @@ class SentinelEnv final : public StoreEnv {
 
 #endif  // IDEM_CHAOS_HAVE_REDIS
 
+#ifdef IDEM_CHAOS_HAVE_POSTGRES
+
+using idem::test::PostgresServer;
+
+// PostgreSQL in transactional mode: each effect is a row of chaos_effects
+// written in the transaction that completes the key (worker.cpp), so the
+// run must end with one row per completed key and none anywhere else. The
+// table has no unique key on purpose: a second committed effect must show
+// as a second row, not as a constraint error. Faults: the server killed
+// (SIGKILL of every process, crash recovery on restart), stopped (fast
+// shutdown) and restarted, or frozen (SIGSTOP of the whole process group, so
+// the backends freeze mid-statement with their locks held).
+class PostgresEnv final : public StoreEnv {
+ public:
+  PostgresEnv(std::unique_ptr<PostgresServer> server, int lease_ms) : server_(std::move(server)), lease_ms_(lease_ms) {}
+
+  bool prepare(std::string* error) {
+    if (!server_->exec(std::string("CREATE TABLE ") + std::string(kChaosEffectsTable) +
+                           " (key bigint NOT NULL, token bigint NOT NULL, at timestamptz NOT NULL DEFAULT "
+                           "clock_timestamp()); CREATE INDEX ON " +
+                           std::string(kChaosEffectsTable) + " (key)",
+                       error)) {
+      return false;
+    }
+    // The schema exists before the workers race to create it.
+    auto store = idem::PostgresStore::open(url());
+    if (!store && error) *error = store.error().to_string();
+    return store.ok();
+  }
+
+  // Timeouts under the lease so that a frozen server shows as errors, and no
+  // circuit breaker, so that every call reaches the server and is recorded.
+  std::string url() const override {
+    return server_->url(
+        "command_timeout_ms=1000&connect_timeout_ms=500&tx_statement_timeout_ms=1000&breaker_threshold=0");
+  }
+  std::vector<std::string> faults() const override { return {"kill", "restart", "freeze"}; }
+  bool transactional() const override { return true; }
+
+  bool inject(const std::string& fault, std::mt19937_64& rng, HistoryWriter& h, std::string* error) override {
+    const pid_t pid = server_->process().pid();
+    if (fault == "kill" || fault == "restart") {
+      record(h, op::kStoreFault, fault, pid);
+      if (fault == "kill") {
+        server_->kill();
+      } else {
+        server_->stop();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(between(rng, 100, lease_ms_)));
+      if (!server_->restart(error)) return false;
+      record(h, op::kStoreHeal, "restart", server_->process().pid());
+      return true;
+    }
+    if (fault == "freeze") {
+      record(h, op::kStoreFault, "freeze", pid);
+      ::kill(-pid, SIGSTOP);  // the postmaster leads its own process group
+      std::this_thread::sleep_for(std::chrono::milliseconds(between(rng, lease_ms_ / 2, lease_ms_ * 2)));
+      ::kill(-pid, SIGCONT);
+      record(h, op::kStoreHeal, "thaw", pid);
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  std::unique_ptr<PostgresServer> server_;
+  int lease_ms_;
+};
+
+#endif  // IDEM_CHAOS_HAVE_POSTGRES
+
 class UrlEnv final : public StoreEnv {
  public:
   explicit UrlEnv(std::string url) : url_(std::move(url)) {}
@@ -300,8 +375,7 @@ struct Entry {
   std::function<std::unique_ptr<StoreEnv>(const StoreSpec&, std::string*, bool*)> start;
 };
 
-// The stores. PostgreSQL goes here once its store exists: start a server
-// (tests/support), return an env whose transactional() is true.
+// The stores.
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> table = {
       {"sqlite",
@@ -331,6 +405,21 @@ const std::vector<Entry>& entries() {
          }
          auto env = std::make_unique<SentinelEnv>(s.lease_ms);
          if (!env->start(s.dir, error)) return nullptr;
+         return env;
+       }},
+#endif
+#ifdef IDEM_CHAOS_HAVE_POSTGRES
+      {"postgres",
+       [](const StoreSpec& s, std::string* error, bool* missing) -> std::unique_ptr<StoreEnv> {
+         if (!idem::test::postgres_available()) {
+           *missing = true;
+           *error = "PostgreSQL 15 not found (install postgresql-15 or set IDEM_PG_BINDIR)";
+           return nullptr;
+         }
+         auto server = PostgresServer::start({}, error);
+         if (!server) return nullptr;
+         auto env = std::make_unique<PostgresEnv>(std::move(server), s.lease_ms);
+         if (!env->prepare(error)) return nullptr;
          return env;
        }},
 #endif

@@ -10,6 +10,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "chaos/history.h"
@@ -30,13 +31,18 @@ class StoreEnv {
   virtual bool transactional() const { return false; }
 };
 
+// The table of a transactional store's effects: one row (key, token) per
+// effect, written in the transaction that completes the key.
+inline constexpr std::string_view kChaosEffectsTable = "chaos_effects";
+
 struct StoreSpec {
   std::string dir;   // scratch directory for files the store needs
   int lease_ms = 0;  // the workers' lease, to size freezes around it
 };
 
 // start_store() brings up store `name` ("sqlite", "redis", "redis-sentinel",
-// or "url:<store URL>" for a store you run yourself, without store faults).
+// "postgres", or "url:<store URL>" for a store you run yourself, without
+// store faults).
 // nullptr with a message on failure; *missing is set when a server binary is
 // not installed (the caller may skip).
 std::unique_ptr<StoreEnv> start_store(const std::string& name, const StoreSpec& spec, std::string* error,

@@ -20,8 +20,12 @@
 #include <vector>
 
 #include "chaos/history.h"
+#include "chaos/store_env.h"
 #include "chaos/unfenced_store.h"
 #include "idem/core/store.h"
+#ifdef IDEM_CHAOS_HAVE_POSTGRES
+#include "idem/stores/postgres.h"
+#endif
 
 namespace idem::chaos {
 namespace {
@@ -167,6 +171,7 @@ class Worker {
       }
       const auto& rec = *r;
       log(proc, op::kFinal, k, rec ? rec->token : 0, status_word(rec), rec ? result_token(rec->result) : 0);
+      if (o_.transactional) audit_rows(proc, k);
     }
   }
 
@@ -182,6 +187,60 @@ class Worker {
     e.aux = aux;
     history_.write(std::move(e));
   }
+
+#ifdef IDEM_CHAOS_HAVE_POSTGRES
+  // insert_row() writes the effect of `token` on key `k` in `tx`.
+  static Status insert_row(PostgresTransaction& tx, std::int64_t k, Token token) {
+    const std::string key = std::to_string(k);
+    const std::string tok = std::to_string(token);
+    auto r = tx.exec("INSERT INTO " + std::string(kChaosEffectsTable) + " (key, token) VALUES ($1, $2)", {key, tok});
+    if (!r) return std::move(r).error();
+    return ok_status();
+  }
+
+  // begin_effect() starts the effect of transactional mode: a transaction
+  // with the row written in it, to be committed with the completion. With
+  // the planted split-commit bug the row commits at once and no transaction
+  // is returned.
+  Result<std::optional<PostgresTransaction>> begin_effect(std::int64_t k, Token token) {
+    auto tx = PostgresTransaction::begin(*store_);
+    if (!tx) return std::move(tx).error();
+    if (Status st = insert_row(*tx, k, token); !st) return std::move(st).error();
+    if (!o_.split_commit) return std::optional<PostgresTransaction>(std::move(*tx));
+    if (Status st = tx->commit(); !st) return std::move(st).error();
+    return std::optional<PostgresTransaction>();
+  }
+
+  // audit_rows() records every committed effect of key `k`.
+  void audit_rows(const std::string& proc, std::int64_t k) {
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      auto tx = PostgresTransaction::begin(*store_);
+      if (tx) {
+        auto rows = tx->exec("SELECT token FROM " + std::string(kChaosEffectsTable) + " WHERE key = $1 ORDER BY token",
+                             {std::to_string(k)});
+        if (rows) {
+          for (std::size_t i = 0; i < rows->rows(); ++i) {
+            std::int64_t token = 0;
+            const std::string_view v = rows->value(i, 0).value_or("0");
+            std::from_chars(v.data(), v.data() + v.size(), token);
+            log(proc, op::kRow, k, static_cast<Token>(token), "-", 0);
+          }
+          return;
+        }
+      }
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    log(proc, op::kFinal, k, 0, "error:rows", 0);
+  }
+#else
+  struct NoTransaction {
+    Status commit_completed(const CompleteRequest&) { return ok_status(); }
+  };
+  Result<std::optional<NoTransaction>> begin_effect(std::int64_t, Token) {
+    return Error(ErrorCode::kInvalidConfiguration, "transactional mode needs the PostgreSQL store");
+  }
+  void audit_rows(const std::string& proc, std::int64_t k) { log(proc, op::kFinal, k, 0, "error:rows", 0); }
+#endif
 
   [[noreturn]] void crash(const std::string& proc, std::int64_t key, Token token, const char* phase) {
     log(proc, op::kCrash, key, token, phase, 0);
@@ -253,8 +312,22 @@ class Worker {
     }
 
     // The effect: the history line is the side effect itself, so the history
-    // never misses one (a crash right after it leaves it on record).
+    // never misses one (a crash right after it leaves it on record). In
+    // transactional mode it is an attempt: the row written in the transaction
+    // that completes the key, which commits with the completion or never.
+    // There the transaction is the completion, so a failure to begin it or
+    // write the row is recorded as the completion's error.
     log(proc, op::kEffectBegin, k, token, "-", 0);
+    auto tx = decltype(begin_effect(k, token))(std::nullopt);
+    if (o_.transactional) {
+      tx = begin_effect(k, token);
+      if (!tx) {
+        log(proc, op::kEffectEnd, k, token, "aborted", 0);
+        log(proc, op::kCompleteInv, k, token, "-", 0);
+        log(proc, op::kCompleteErr, k, token, code_name(tx.error()), 0);
+        return between(50, 200);
+      }
+    }
     sleep_ms(between(o_.effect_min_ms, o_.effect_max_ms) / 2);
     if (crashing && crash_phase == 1) crash(proc, k, token, "mid_effect");
     if (chance(o_.extend_rate)) {
@@ -276,6 +349,27 @@ class Worker {
     sleep_ms(between(o_.effect_min_ms, o_.effect_max_ms) / 2);
     log(proc, op::kEffectEnd, k, token, "-", 0);
     if (crashing && crash_phase == 2) crash(proc, k, token, "after_effect");
+
+    if (tx.ok() && tx->has_value()) {
+      // Transactional mode: the row and the COMPLETED record commit together,
+      // fenced by the token. After an error the outcome may be unknown (the
+      // commit was sent): the redelivery finds the key completed or takes it
+      // over, so nothing is retried here.
+      CompleteRequest done;
+      done.key = key;
+      done.token = token;
+      const std::string result = result_for(token);
+      done.result = result;
+      done.ttl = req.ttl;
+      log(proc, op::kCompleteInv, k, token, "-", 0);
+      Status st = (*tx)->commit_completed(done);
+      if (st) {
+        log(proc, op::kCompleteOk, k, token, "-", 0);
+        return std::nullopt;
+      }
+      log(proc, op::kCompleteErr, k, token, code_name(st.error()), 0);
+      return between(50, 200);
+    }
 
     // Completion, retried on store errors while the lease may still be ours
     // (plus one lease of grace: with nobody taking over it still lands).

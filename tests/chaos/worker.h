@@ -46,6 +46,13 @@ struct WorkerOptions {
   // The planted bug (a test of the checker): complete through a store
   // wrapper that forces a stale completion in (see unfenced_store.h).
   bool unfenced = false;
+  // PostgreSQL transactional mode: the effect is a row of the effects table
+  // (store_env.h) written in the transaction that completes the key; the
+  // auditor also records every committed row of each key.
+  bool transactional = false;
+  // The planted bug of transactional mode: the row commits on its own when
+  // the effect starts, and the completion is a separate call afterwards.
+  bool split_commit = false;
 };
 
 // run_worker() returns the process exit status: 0 when every delivery it

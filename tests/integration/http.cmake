@@ -1,5 +1,5 @@
 # idem::http on real loopback servers: the middleware in-process on every
-# store (memory, SQLite, a redis-server the test starts), and the real
+# store (memory, SQLite, a redis-server and a PostgreSQL the test starts), and the real
 # `idem webhook-demo` binary (cpp-httplib clients, curl, a Redis killed and
 # restarted under load).
 if(TARGET idem_http)
@@ -12,6 +12,10 @@ if(TARGET idem_http)
     # idem_redis_test_support is declared by redis.cmake (included after this).
     target_link_libraries(http_middleware_test PRIVATE idem_redis_test_support)
     target_compile_definitions(http_middleware_test PRIVATE IDEM_TEST_REDIS=1)
+  endif()
+  if(TARGET idem_postgres_test_support)
+    target_link_libraries(http_middleware_test PRIVATE idem_postgres_test_support)
+    target_compile_definitions(http_middleware_test PRIVATE IDEM_TEST_POSTGRES=1)
   endif()
 endif()
 

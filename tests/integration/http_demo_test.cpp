@@ -9,6 +9,7 @@
 #include <atomic>
 #include <barrier>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -31,15 +32,24 @@ using Json = nlohmann::json;
 
 class Demo {
  public:
+  // start() lets the demo pick its own port (--listen 127.0.0.1:0) and reads
+  // it from the demo's "listening on" line. A port chosen here and passed in
+  // could be taken by any other process in between (parallel ctest: another
+  // server, or an outgoing connection's ephemeral port), and then the
+  // readiness probe might even connect to that other process.
   static std::unique_ptr<Demo> start(const std::string& store_url, std::vector<std::string> extra, std::string* error) {
     std::unique_ptr<Demo> demo(new Demo());
-    demo->port_ = idem::test::free_port();
     idem::test::ServerSpec spec;
     spec.binary = IDEM_CLI_PATH;
     spec.name = "webhook-demo";
     spec.work_dir = demo->dir_.path();
-    spec.port = demo->port_;
-    spec.args = {"webhook-demo", "--listen", "127.0.0.1:" + std::to_string(demo->port_), "--store", store_url};
+    const std::string log = spec.work_dir + "/" + spec.name + ".log";
+    Demo* d = demo.get();
+    spec.ready = [d, log] {
+      d->port_ = listening_port(log);
+      return d->port_ > 0;
+    };
+    spec.args = {"webhook-demo", "--listen", "127.0.0.1:0", "--store", store_url};
     spec.args.insert(spec.args.end(), extra.begin(), extra.end());
     demo->process_ = idem::test::ServerProcess::start(std::move(spec), error);
     if (!demo->process_) return nullptr;
@@ -64,6 +74,19 @@ class Demo {
 
  private:
   Demo() = default;
+
+  // The port of "idem webhook-demo: listening on http://127.0.0.1:PORT" in
+  // the log, 0 until the demo printed it (after it bound and listened).
+  static int listening_port(const std::string& log) {
+    std::ifstream in(log);
+    const std::string marker = "listening on http://127.0.0.1:";
+    for (std::string line; std::getline(in, line);) {
+      const auto at = line.find(marker);
+      if (at != std::string::npos) return std::atoi(line.c_str() + at + marker.size());
+    }
+    return 0;
+  }
+
   idem::test::TempDir dir_{"webhook-demo"};
   int port_ = 0;
   std::unique_ptr<idem::test::ServerProcess> process_;
@@ -183,7 +206,10 @@ TEST_F(WebhookDemo, PaymentsRules) {
 }
 
 TEST_F(WebhookDemo, TenConcurrentRequestsOneKey) {
-  auto demo = start(sqlite_url(), {"--handler-delay-ms", "500"});
+  // Every request must arrive while the first one runs: 2 s, not 500 ms, so
+  // that a loaded machine (parallel ctest) cannot make a client late enough
+  // to get the replay instead of a 409.
+  auto demo = start(sqlite_url(), {"--handler-delay-ms", "2000"});
   ASSERT_TRUE(demo);
   constexpr int kClients = 10;
   std::barrier sync(kClients);
@@ -302,16 +328,35 @@ TEST_F(WebhookDemo, ResponsesExpireWithTheTtl) {
   ASSERT_TRUE(demo);
   auto client = demo->client();
   const std::string body = R"({"amount":9,"currency":"GBP"})";
-  auto first = pay(*client, "ttl-key", body);
-  auto replay = pay(*client, "ttl-key", body);
-  EXPECT_EQ(replay->get_header_value("Idempotent-Replayed"), "true");
-  EXPECT_EQ(replay->body, first->body);
-  std::this_thread::sleep_for(700ms);
-  auto after = pay(*client, "ttl-key", body);
-  EXPECT_EQ(after->status, 201);
-  EXPECT_FALSE(after->has_header("Idempotent-Replayed"));
-  EXPECT_NE(after->body, first->body);
-  EXPECT_EQ(demo->stats()["payments_created"], 2);
+  // The replay must come within the TTL: on a loaded machine (parallel
+  // ctest) two requests can take longer than that, and then the key has
+  // legitimately expired. Such a round does not count; try a new key.
+  int payments = 0;
+  for (int round = 0;; ++round) {
+    ASSERT_LT(round, 5) << "two requests never fitted into the 500 ms TTL";
+    const std::string key = "ttl-key-" + std::to_string(round);
+    const auto sent = std::chrono::steady_clock::now();
+    auto first = pay(*client, key, body);
+    auto replay = pay(*client, key, body);
+    ASSERT_TRUE(first && replay);
+    ASSERT_EQ(first->status, 201);
+    ++payments;
+    if (std::chrono::steady_clock::now() - sent >= 450ms) {
+      if (!replay->has_header("Idempotent-Replayed")) ++payments;
+      continue;
+    }
+    EXPECT_EQ(replay->get_header_value("Idempotent-Replayed"), "true");
+    EXPECT_EQ(replay->body, first->body);
+    std::this_thread::sleep_for(700ms);
+    auto after = pay(*client, key, body);
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->status, 201);
+    EXPECT_FALSE(after->has_header("Idempotent-Replayed"));
+    EXPECT_NE(after->body, first->body);
+    ++payments;
+    break;
+  }
+  EXPECT_EQ(demo->stats()["payments_created"], payments);
 }
 
 // --- Redis killed mid-run ----------------------------------------------------------

@@ -1,7 +1,7 @@
 // The Idempotency-Key middleware on a real cpp-httplib server on loopback,
-// driven by cpp-httplib's client, against every store: memory, SQLite and a
-// redis-server started by the test (every rule of the middleware runs on
-// each). Redis also gets the fail-open policy with the server killed.
+// driven by cpp-httplib's client, against every store: memory, SQLite, and a
+// redis-server and a PostgreSQL the test starts (every rule of the middleware
+// runs on each). Redis also gets the fail-open policy with the server killed.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <sys/socket.h>
@@ -21,6 +21,9 @@
 #include "unit/prometheus_checker.h"
 #ifdef IDEM_TEST_REDIS
 #include "integration/redis_support.h"
+#endif
+#ifdef IDEM_TEST_POSTGRES
+#include "support/postgres_server.h"
 #endif
 
 namespace {
@@ -98,6 +101,19 @@ idem::test::RedisServer* shared_redis(std::string* error) {
 }
 #endif
 
+#ifdef IDEM_TEST_POSTGRES
+// One PostgreSQL for the whole binary (initdb takes a second): each test uses
+// its own key prefix, all in one schema.
+idem::test::PostgresServer* shared_postgres(std::string* error) {
+  static std::unique_ptr<idem::test::PostgresServer> server;
+  static std::string start_error;
+  static std::once_flag once;
+  std::call_once(once, [] { server = idem::test::PostgresServer::start({}, &start_error); });
+  if (!server) *error = start_error;
+  return server.get();
+}
+#endif
+
 std::shared_ptr<idem::Store> open_store(const std::string& kind, idem::test::TempDir& dir, std::string* skip) {
   std::string url;
   if (kind == "memory") {
@@ -121,6 +137,23 @@ std::shared_ptr<idem::Store> open_store(const std::string& kind, idem::test::Tem
     *skip = "the Redis store is not built";
     return nullptr;
 #endif
+  } else if (kind == "postgres") {
+#ifdef IDEM_TEST_POSTGRES
+    if (!idem::test::postgres_available()) {
+      *skip = "PostgreSQL 15 not found (install postgresql-15 or set IDEM_PG_BINDIR)";
+      return nullptr;
+    }
+    std::string error;
+    auto* server = shared_postgres(&error);
+    if (server == nullptr) {
+      *skip = "PostgreSQL did not start: " + error;
+      return nullptr;
+    }
+    url = server->url("schema=http&command_timeout_ms=2000");
+#else
+    *skip = "the PostgreSQL store is not built";
+    return nullptr;
+#endif
   }
   auto store = idem::open_store(url);
   EXPECT_TRUE(store.ok()) << store.error().to_string();
@@ -135,7 +168,7 @@ class HttpMiddleware : public ::testing::TestWithParam<std::string> {
     std::string skip;
     store_ = open_store(GetParam(), dir_, &skip);
     if (!skip.empty()) {
-      if (GetParam() == "redis" && skip.find("not built") != std::string::npos) GTEST_SKIP() << skip;
+      if (skip.find("not built") != std::string::npos) GTEST_SKIP() << skip;
       IDEM_SKIP_OR_FAIL(skip);
     }
     ASSERT_TRUE(store_);
@@ -546,7 +579,7 @@ TEST_P(HttpMiddleware, MetricsAndSpans) {
       << text;
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, HttpMiddleware, ::testing::Values("memory", "sqlite", "redis"),
+INSTANTIATE_TEST_SUITE_P(Stores, HttpMiddleware, ::testing::Values("memory", "sqlite", "redis", "postgres"),
                          [](const auto& param_info) { return param_info.param; });
 
 // --- The store down: fail-closed (503) and fail-open ------------------------------

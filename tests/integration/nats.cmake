@@ -23,6 +23,11 @@ if(TARGET idem_nats AND TARGET idem_cli)
     TIMEOUT 300)
   target_compile_definitions(nats_worker_test PRIVATE IDEM_CLI_PATH="$<TARGET_FILE:idem_cli>")
   add_dependencies(nats_worker_test idem_cli)
+  # --ledger-table against a real PostgreSQL (exactly once across kills).
+  if(TARGET idem_postgres_test_support)
+    target_link_libraries(nats_worker_test PRIVATE idem_postgres_test_support)
+    target_compile_definitions(nats_worker_test PRIVATE IDEM_NATS_TEST_HAVE_POSTGRES=1)
+  endif()
 endif()
 
 # Example 6 against a nats-server of its own (the store-only example runner

@@ -2,7 +2,10 @@
 // nats-server -js and a SQLite store: copies, a worker SIGKILLed mid-handler,
 // and three workers sharing one durable consumer while one of them is killed
 // and restarted twice. The ledger file (KEY TOKEN PID per handler run) is the
-// side effect whose duplicates are counted.
+// side effect whose duplicates are counted. With a real PostgreSQL and
+// --ledger-table, the row commits with the completion: workers killed
+// between the insert and the commit, and after the commit, leave every key
+// exactly one row.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -25,6 +28,9 @@
 #include "idem/stores/sqlite.h"
 #include "integration/nats_support.h"
 #include "support/nats_server.h"
+#ifdef IDEM_NATS_TEST_HAVE_POSTGRES
+#include "support/postgres_server.h"
+#endif
 
 extern char** environ;
 
@@ -123,16 +129,17 @@ class NatsWorkerTest : public idem::test::NatsSuite {
     dir_ = std::make_unique<idem::test::TempDir>("nats-worker");
     store_url_ = "sqlite://" + dir_->file("idem.db");
     ledger_ = dir_->file("ledger");
+    store_args_ = {"--store", store_url_, "--ledger", ledger_};
     auto conn = idem::nats::Connection::connect({.url = server().url()});
     ASSERT_TRUE(conn.ok()) << conn.error().to_string();
     conn_ = *conn;
   }
 
   std::unique_ptr<Child> start_worker(const std::vector<std::string>& extra = {}, const std::string& lease = "1s") {
-    std::vector<std::string> args = {IDEM_CLI_PATH, "nats-worker",   "--nats",   server().url(), "--stream",
-                                     stream_,       "--subjects",    subject_,   "--consumer",   "workers",
-                                     "--store",     store_url_,      "--ledger", ledger_,        "--lease",
-                                     lease,         "--concurrency", "4"};
+    std::vector<std::string> args = {
+        IDEM_CLI_PATH, "nats-worker", "--nats",  server().url(), "--stream", stream_,         "--subjects",
+        subject_,      "--consumer",  "workers", "--lease",      lease,      "--concurrency", "4"};
+    args.insert(args.end(), store_args_.begin(), store_args_.end());
     args.insert(args.end(), extra.begin(), extra.end());
     const std::string tag = dir_->file("worker-" + std::to_string(++workers_));
     auto child = std::make_unique<Child>(args, tag + ".out", tag + ".err");
@@ -165,6 +172,7 @@ class NatsWorkerTest : public idem::test::NatsSuite {
   std::shared_ptr<idem::IdempotencyChecker> checker() { return idem::IdempotencyChecker::from_url(store_url_).value(); }
 
   std::string stream_, subject_, store_url_, ledger_;
+  std::vector<std::string> store_args_;  // where the workers keep records and write their effect
   std::unique_ptr<idem::test::TempDir> dir_;
   std::shared_ptr<idem::nats::Connection> conn_;
   int workers_ = 0;
@@ -295,20 +303,98 @@ TEST_F(NatsWorkerTest, ThreeWorkersOneKilledAndRestartedTwiceLoseNothing) {
   RecordProperty("duplicated_keys", duplicated);
 }
 
-TEST_F(NatsWorkerTest, LedgerTableNeedsThePostgresStore) {
+TEST_F(NatsWorkerTest, LedgerTableArgumentsAreChecked) {
+  auto run = [&](const std::string& store, std::vector<std::string> extra, std::string* output) {
+    std::vector<std::string> args = {IDEM_CLI_PATH, "nats-worker", "--nats",     server().url(),
+                                     "--stream",    stream_,       "--subjects", subject_,
+                                     "--consumer",  "w",           "--store",    store};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return idem::test::run_command(args, output);
+  };
   std::string output;
-  const int code = idem::test::run_command(
-      {IDEM_CLI_PATH, "nats-worker", "--nats", server().url(), "--stream", stream_, "--subjects", subject_,
-       "--consumer", "w", "--store", "postgresql://localhost/db", "--ledger-table", "ledger"},
-      &output);
-  EXPECT_EQ(code, 1) << output;
-  EXPECT_NE(output.find("needs the postgres store"), std::string::npos) << output;
-  const int usage = idem::test::run_command(
-      {IDEM_CLI_PATH, "nats-worker", "--nats", server().url(), "--stream", stream_, "--subjects", subject_,
-       "--consumer", "w", "--store", store_url_, "--ledger-table", "ledger"},
-      &output);
-  EXPECT_EQ(usage, 2) << output;
+  EXPECT_EQ(run(store_url_, {"--ledger-table", "ledger"}, &output), 2) << output;
   EXPECT_NE(output.find("needs a postgresql:// store"), std::string::npos) << output;
+  EXPECT_EQ(run("postgresql://u:pw@127.0.0.1:1/db", {"--ledger-table", "ledger; DROP TABLE x"}, &output), 2) << output;
+  EXPECT_NE(output.find("must be a table name"), std::string::npos) << output;
+  EXPECT_EQ(run("postgresql://u:pw@127.0.0.1:1/db", {"--ledger-table", "ledger", "--ledger", ledger_}, &output), 2)
+      << output;
+  EXPECT_NE(output.find("exclude each other"), std::string::npos) << output;
 }
+
+#ifdef IDEM_NATS_TEST_HAVE_POSTGRES
+// Exactly once with --ledger-table: 60 events published 3 times; a first
+// worker is SIGKILLed while its handlers sit between the insert and the
+// commit (their rows vanish with the rollback), a second one while its
+// handlers sit after the commit and before the ack (their rows stay, the
+// redeliveries are completed duplicates), then two workers finish the
+// stream. Every key has exactly one row, written under the token the record
+// was completed with.
+TEST_F(NatsWorkerTest, LedgerTableOnPostgresIsExactlyOnceAcrossKills) {
+  if (!idem::test::postgres_available()) IDEM_SKIP_OR_FAIL("PostgreSQL 15 not found");
+  std::string err;
+  auto pg = idem::test::PostgresServer::start({}, &err);
+  ASSERT_TRUE(pg) << err;
+  const std::string store = pg->url("schema=nats_tx");
+  store_args_ = {"--store", store, "--ledger-table", "ledger"};
+  auto count = [&](const std::string& sql) { return std::stoi(pg->exec(sql).value_or("-1")); };
+  auto rows = [&] { return count("SELECT count(*) FROM ledger"); };
+
+  constexpr int kEvents = 60;
+  // 1. Killed between the insert and the commit: its sessions are idle in
+  //    a transaction that holds the inserted rows. (The first worker creates
+  //    the stream, so it starts before the publisher.)
+  auto first = start_worker({"--effect-delay-ms", "60000"}, "2s");
+  std::string output;
+  ASSERT_EQ(publish(write_events(kEvents), 3, &output), 0) << output;
+  ASSERT_TRUE(wait_until(
+      [&] { return count("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'") >= 4; }, 15s))
+      << first->err();
+  const pid_t first_pid = first->pid();
+  first->kill();
+  std::cout << "[ nats ] killed pid " << first_pid << " with 4 handlers between insert and commit\n";
+
+  // 2. Killed after the commit, before the ack.
+  auto second = start_worker({"--ack-delay-ms", "60000"}, "2s");
+  ASSERT_TRUE(wait_until([&] { return rows() >= 4; }, 20s)) << second->err();
+  const pid_t second_pid = second->pid();
+  second->kill();
+  const int committed_unacked = rows();
+  std::cout << "[ nats ] killed pid " << second_pid << " with " << committed_unacked
+            << " rows committed and not acked\n";
+
+  // 3. Two workers finish the stream.
+  std::vector<std::unique_ptr<Child>> workers;
+  for (int i = 0; i < 2; ++i) workers.push_back(start_worker({}, "2s"));
+  ASSERT_TRUE(wait_until([&] { return rows() >= kEvents && drained(); }, 60s)) << "rows: " << rows() << "\n"
+                                                                               << workers[0]->err();
+  std::uint64_t duplicates = 0;
+  for (auto& w : workers) {
+    EXPECT_EQ(w->terminate(), 0) << w->err();
+    const std::string out = w->out();
+    const auto at = out.find(" duplicates=");
+    if (at != std::string::npos) duplicates += std::stoull(out.substr(at + 12));
+  }
+  EXPECT_GT(duplicates, 0u) << "the copies and the committed-but-unacked messages are completed duplicates";
+
+  EXPECT_EQ(rows(), kEvents) << "one row per key, however the workers died";
+  EXPECT_EQ(count("SELECT count(DISTINCT idem_key) FROM ledger"), kEvents);
+  EXPECT_EQ(count("SELECT count(*) FROM ledger WHERE pid = " + std::to_string(first_pid)), 0)
+      << "rows of handlers killed before their commit were rolled back";
+  EXPECT_EQ(count("SELECT count(*) FROM ledger WHERE pid = " + std::to_string(second_pid)), committed_unacked)
+      << "rows committed before the kill stay, and their keys never ran again";
+  auto checker = idem::IdempotencyChecker::from_url(store).value();
+  std::istringstream lines(pg->exec("SELECT idem_key, token FROM ledger").value_or(""));
+  int checked = 0;
+  for (std::string line; std::getline(lines, line); ++checked) {
+    const std::string key = line.substr(0, line.find('|'));
+    const idem::Token token = std::stoull(line.substr(line.find('|') + 1));
+    auto record = checker->get_processing_record(key);
+    ASSERT_TRUE(record && *record) << key;
+    EXPECT_EQ((*record)->status, idem::ProcessingStatus::kCompleted) << key;
+    EXPECT_EQ((*record)->token, token) << key << ": the row and the completion commit under one token";
+  }
+  EXPECT_EQ(checked, kEvents);
+}
+#endif
 
 }  // namespace

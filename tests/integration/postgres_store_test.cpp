@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -84,6 +85,22 @@ TEST(PostgresStore, OneRoundTripPerCallAndPerBatch) {
   for (const auto& o : outs) EXPECT_TRUE(o.acquired());
   EXPECT_EQ(s3.round_trips - s2.round_trips, 1u) << "claim_many(100) must be one round trip";
   EXPECT_EQ(s3.calls - s2.calls, 1u);
+
+  // A batch far beyond what one statement's claim locks may hold (the lock
+  // table of this server has room for about 15,000): several statements,
+  // each committed by its own Sync, still one round trip.
+  batch.clear();
+  keys.clear();
+  for (int i = 0; i < 50'000; ++i) keys.push_back("rt:big:" + std::to_string(i));
+  for (const auto& k : keys) batch.push_back(claim_req(k));
+  batch.push_back(claim_req("rt:big:7"));  // a repeat, answered from the first occurrence
+  auto big = store->claim_many(batch);
+  ASSERT_TRUE(big.ok()) << big.error().to_string();
+  const auto s4 = stats();
+  ASSERT_EQ(big->size(), batch.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) EXPECT_TRUE((*big)[i].acquired()) << keys[i];
+  EXPECT_EQ(big->back().status, idem::ClaimStatus::kInProgress);
+  EXPECT_EQ(s4.round_trips - s3.round_trips, 1u) << "claim_many(50,000) must be one round trip";
 }
 
 TEST(PostgresStore, BatchRepeatsGetWhatASecondClaimWouldGet) {
@@ -409,6 +426,108 @@ TEST(PostgresStore, OpensThroughOpenStoreAndTheChecker) {
   ASSERT_TRUE(claim.outcome.acquired());
   EXPECT_TRUE((*checker)->complete(claim.key, claim.outcome.token, "{}").ok());
   EXPECT_TRUE((*checker)->is_duplicate("evt-1").value());
+}
+
+// A raw libpq session of the test itself (the superuser), for locks that
+// must outlive one statement.
+struct RawSession {
+  PGconn* conn = PQconnectdb(server().url().c_str());
+  RawSession() = default;
+  RawSession(const RawSession&) = delete;
+  RawSession& operator=(const RawSession&) = delete;
+  ~RawSession() { PQfinish(conn); }
+  bool ok() const { return PQstatus(conn) == CONNECTION_OK; }
+  std::string query(const std::string& sql) {
+    PGresult* r = PQexec(conn, sql.c_str());
+    std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+    PQclear(r);
+    return out;
+  }
+};
+
+// Counts sessions waiting for an advisory lock: the test's gate is the
+// one-key form (objsubid 1), the claim lock the two-key form (objsubid 2).
+int advisory_waiters(int objsubid) {
+  return std::stoi(
+      server()
+          .exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = " +
+                std::to_string(objsubid))
+          .value_or("0"));
+}
+
+// The window the claim lock closes: claim A draws its token for a brand-new
+// row and, before its insert lands, claim B inserts the same key, completes
+// it and removes it. A trigger of this test (BEFORE INSERT fires after the
+// row, token included, was built and before the conflict check) holds A in
+// exactly that window until the test opens a gate. Without the claim lock B
+// goes through and A's row then carries a lower token than B's earlier life;
+// with it, B waits for A and finds A's live claim.
+void token_order_across_lives(bool batch) {
+  const std::string schema = fresh_schema();
+  const std::string base = "schema=" + schema;
+  auto a_store = idem::PostgresStore::open(server().url(base + "&application_name=race-a"));
+  auto b_store = idem::PostgresStore::open(server().url(base));
+  ASSERT_TRUE(a_store.ok() && b_store.ok());
+  ASSERT_TRUE(server().exec("CREATE FUNCTION " + schema +
+                            ".hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                            "IF NEW.key = 'race' AND current_setting('application_name') = 'race-a' THEN "
+                            "PERFORM pg_advisory_xact_lock_shared(4242); END IF; RETURN NEW; END $$; "
+                            "CREATE TRIGGER hold BEFORE INSERT ON " +
+                            schema + ".records FOR EACH ROW EXECUTE FUNCTION " + schema + ".hold()"));
+  RawSession gate;
+  ASSERT_TRUE(gate.ok());
+  gate.query("SELECT pg_advisory_lock(4242)");
+
+  auto a = std::async(std::launch::async, [&]() -> idem::Result<idem::ClaimOutcome> {
+    if (!batch) return (*a_store)->claim(claim_req("race"));
+    std::vector<idem::ClaimRequest> reqs{claim_req("race"), claim_req("race-other")};
+    auto outs = (*a_store)->claim_many(reqs);
+    if (!outs) return std::move(outs).error();
+    return (*outs)[0];
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (advisory_waiters(1) == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(advisory_waiters(1), 1) << "claim A never reached the gate";
+
+  auto b = std::async(std::launch::async, [&] { return (*b_store)->claim(claim_req("race")); });
+  bool b_waited = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (b.wait_for(5ms) == std::future_status::ready) break;
+    if (advisory_waiters(2) > 0) {
+      b_waited = true;
+      break;
+    }
+  }
+  std::optional<idem::Token> b_life;
+  if (!b_waited) {
+    // B went through: its life runs to the end while A sits in its window.
+    idem::ClaimOutcome out = b.get().value();
+    ASSERT_TRUE(out.acquired());
+    b_life = out.token;
+    ASSERT_TRUE((*b_store)->complete({.key = "race", .token = out.token, .result = "b"}).ok());
+    ASSERT_TRUE((*b_store)->remove("race").value());
+  }
+  gate.query("SELECT pg_advisory_unlock(4242)");
+  idem::ClaimOutcome a_out = a.get().value();
+  ASSERT_TRUE(a_out.acquired());
+  if (b_life) {
+    EXPECT_GT(a_out.token, *b_life) << "a later life of the key got a lower token than an earlier one";
+    return;
+  }
+  // B waited for A's claim to commit, then found A's live lease.
+  idem::ClaimOutcome b_out = b.get().value();
+  EXPECT_EQ(b_out.status, idem::ClaimStatus::kInProgress);
+  auto rec = (*b_store)->get("race").value();
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->token, a_out.token);
+}
+
+TEST(PostgresStore, TokensIncreaseAcrossLivesWhenAKeyIsReinsertedAndRemovedMidClaim) {
+  token_order_across_lives(false);
+}
+
+TEST(PostgresStore, BatchTokensIncreaseAcrossLivesWhenAKeyIsReinsertedAndRemovedMidClaim) {
+  token_order_across_lives(true);
 }
 
 }  // namespace

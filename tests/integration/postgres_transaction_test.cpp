@@ -5,6 +5,7 @@
 // the server restarted (fast, then crashed) in the middle of a run: typed
 // errors, then recovery, nothing acknowledged is lost and nothing runs twice.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "idem/core/checker.h"
+#include "idem/core/metrics.h"
 #include "idem/core/processor.h"
 #include "idem/stores/memory.h"
 #include "idem/stores/postgres.h"
@@ -412,6 +414,131 @@ TEST(PostgresTransaction, ManualApiAndStatementErrors) {
   EXPECT_EQ(none.error().code(), idem::ErrorCode::kInvalidConfiguration);
   EXPECT_THROW(idem::PostgresTransactionalProcessor(std::make_shared<idem::IdempotencyChecker>(memory)),
                idem::IdemError);
+}
+
+// Each statement of a transaction is bounded by the store's
+// transaction_statement_timeout (statement_timeout, set at BEGIN), and per
+// transaction by set_statement_timeout(). A statement past it fails with
+// kTimeout and nothing of the transaction commits.
+TEST(PostgresTransaction, StatementTimeoutBoundsEachStatement) {
+  Fixture f({}, "tx_statement_timeout_ms=300");
+  auto claim = f.checker->claim(event("slow")).value();
+  ASSERT_TRUE(claim.outcome.acquired());
+  auto tx = idem::PostgresTransaction::begin(*f.store).value();
+  tx.exec(f.insert_sql(), {claim.key, std::to_string(claim.outcome.token), "1"}).value();
+  const auto start = std::chrono::steady_clock::now();
+  auto slow = tx.exec("SELECT pg_sleep(5)");
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(slow.ok());
+  EXPECT_EQ(slow.error().code(), idem::ErrorCode::kTimeout) << slow.error().to_string();
+  EXPECT_EQ(tx.last_sqlstate(), "57014");
+  EXPECT_LT(took, 3s) << "the statement ran past its timeout";
+  EXPECT_FALSE(tx.commit_completed({.key = claim.key, .token = claim.outcome.token, .result = "r"}).ok());
+  EXPECT_EQ(f.rows(claim.key), 0);
+  EXPECT_EQ(f.store->get(claim.key).value()->status, idem::ProcessingStatus::kProcessing);
+
+  // Per transaction: no bound, then a tighter one.
+  auto tx2 = idem::PostgresTransaction::begin(*f.store).value();
+  ASSERT_TRUE(tx2.set_statement_timeout(0ms).ok());
+  EXPECT_TRUE(tx2.exec("SELECT pg_sleep(0.5)").ok()) << "0 means no bound";
+  ASSERT_TRUE(tx2.set_statement_timeout(100ms).ok());
+  auto tight = tx2.exec("SELECT pg_sleep(1)");
+  ASSERT_FALSE(tight.ok());
+  EXPECT_EQ(tight.error().code(), idem::ErrorCode::kTimeout);
+  EXPECT_EQ(tx2.set_statement_timeout(-1ms).error().code(), idem::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(tx2.set_statement_timeout(50ms).error().code(), idem::ErrorCode::kInvalidConfiguration)
+      << "the transaction is aborted; only rollback is left";
+  tx2.rollback();
+
+  // The bound is the store's option (and its URL key).
+  EXPECT_EQ(
+      idem::PostgresStore::parse_url(server().url("tx_statement_timeout_ms=250")).value().transaction_statement_timeout,
+      250ms);
+  EXPECT_EQ(idem::PostgresStore::parse_url(server().url("")).value().transaction_statement_timeout, 30s);
+}
+
+// A server that stops answering altogether (its backend frozen, so its own
+// statement_timeout cannot fire either): exec() gives up after the timeout
+// plus a grace, closes the connection and says kTimeout.
+TEST(PostgresTransaction, StatementTimeoutHoldsWhenTheServerStopsAnswering) {
+  Fixture f({}, "tx_statement_timeout_ms=300");
+  auto tx = idem::PostgresTransaction::begin(*f.store).value();
+  const int backend = PQbackendPID(tx.native_handle());
+  ASSERT_GT(backend, 0);
+  ASSERT_EQ(::kill(backend, SIGSTOP), 0);
+  struct Resume {
+    int pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{backend};
+  const auto start = std::chrono::steady_clock::now();
+  auto r = tx.exec("SELECT 1");
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), idem::ErrorCode::kTimeout) << r.error().to_string();
+  EXPECT_GE(took, 1200ms) << "300 ms + the 1 s grace";
+  EXPECT_LT(took, 5s);
+  EXPECT_FALSE(tx.open()) << "a connection in an unknown state is closed";
+  // The store is fine, and so is the next transaction.
+  EXPECT_TRUE(f.store->ping().ok());
+  auto tx2 = idem::PostgresTransaction::begin(*f.store).value();
+  EXPECT_TRUE(tx2.exec("SELECT 1").ok());
+}
+
+// Before the restart test: stops and restarts the shared server. While it is
+// down the breaker opens after breaker_threshold calls without an answer,
+// and calls (transactions included) fail fast; the checker's observer
+// reports every position; after the server is back one probe closes it.
+TEST(PostgresTransaction, ZYCircuitBreakerOpensWhileTheServerIsDown) {
+  auto metrics = std::make_shared<idem::MetricsRegistry>();
+  Fixture f({.observer = metrics},
+            "breaker_threshold=3&breaker_open_ms=500&command_timeout_ms=1000&connect_timeout_ms=1000");
+  ASSERT_TRUE(f.store->ping().ok());
+  EXPECT_EQ(f.store->circuit_state(), idem::CircuitState::kClosed);
+  server().stop();
+  struct Restart {
+    ~Restart() {
+      std::string err;
+      if (!server().process().running()) {
+        EXPECT_TRUE(server().restart(&err)) << err;
+      }
+    }
+  } restart_on_exit;
+  int failures = 0;
+  for (; failures < 10 && f.store->circuit_state() != idem::CircuitState::kOpen; ++failures) {
+    auto r = f.checker->claim(event("cb" + std::to_string(failures)));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), idem::ErrorCode::kUnavailable) << r.error().to_string();
+  }
+  EXPECT_EQ(failures, 3) << "the circuit opens after breaker_threshold calls without an answer";
+  ASSERT_EQ(f.store->circuit_state(), idem::CircuitState::kOpen);
+  EXPECT_NE(metrics->render().find("idem_circuit_breaker_state{store=\"postgresql\"} 2"), std::string::npos)
+      << metrics->render();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) {
+    auto r = f.store->get("cb0");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), idem::ErrorCode::kUnavailable);
+    EXPECT_NE(r.error().message().find("circuit breaker open"), std::string::npos) << r.error().message();
+  }
+  auto tx = idem::PostgresTransaction::begin(*f.store);
+  ASSERT_FALSE(tx.ok());
+  EXPECT_NE(tx.error().message().find("circuit breaker open"), std::string::npos) << tx.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms) << "an open circuit must fail fast";
+  EXPECT_GE(idem::PostgresStore::client_stats(*f.store)->rejected, 21u);
+
+  std::string err;
+  ASSERT_TRUE(server().restart(&err)) << err;
+  std::this_thread::sleep_for(600ms);  // past open_duration: the next call is the probe
+  auto probe = f.checker->claim(event("cb-after"));
+  ASSERT_TRUE(probe.ok()) << probe.error().to_string();
+  EXPECT_TRUE(probe->outcome.acquired());
+  EXPECT_EQ(f.store->circuit_state(), idem::CircuitState::kClosed);
+  EXPECT_EQ(idem::PostgresStore::client_stats(*f.store)->circuit, idem::CircuitState::kClosed);
+  EXPECT_NE(metrics->render().find("idem_circuit_breaker_state{store=\"postgresql\"} 0"), std::string::npos);
+  EXPECT_TRUE(idem::PostgresTransaction::begin(*f.store).ok());
+
+  // breaker_threshold=0 turns it off.
+  EXPECT_FALSE(idem::PostgresStore::parse_url(server().url("breaker_threshold=0")).value().circuit_breaker.enabled);
 }
 
 // Last: restarts the shared server. Workers run claims, completions and

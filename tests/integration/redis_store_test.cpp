@@ -467,6 +467,18 @@ TEST(RedisWaitSettled, SeesAnExpiredLeaseARemovalAndSettledRecords) {
   ASSERT_TRUE(rec.ok() && rec->has_value());
   EXPECT_EQ((*rec)->status, idem::ProcessingStatus::kProcessing);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(3)) << "the waiter must wake when the lease runs out";
+  // A claim right after the waiter saw the lease end takes the key over: the
+  // client's estimate of the server clock is a lower bound and may still read
+  // the lease as live, so the claim must let the server decide.
+  for (int i = 0; i < 20; ++i) {
+    const std::string key = crashed + "-" + std::to_string(i);
+    idem::ClaimRequest again = claim_req(key);
+    again.lease = std::chrono::milliseconds(20);
+    ASSERT_TRUE(store->claim(again).value().acquired());
+    ASSERT_TRUE(store->wait_settled(key, std::chrono::seconds(10)).ok());
+    const idem::ClaimOutcome takeover = store->claim(again).value();
+    EXPECT_TRUE(takeover.acquired()) << key << ": " << idem::to_string(takeover.status);
+  }
 
   const std::string removed = "idempotency:events:settle-removed";
   ASSERT_TRUE(store->claim(claim_req(removed)).value().acquired());

@@ -10,8 +10,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -225,6 +227,98 @@ TEST_F(SqliteStoreTest, HeldWriteLockIsKTimeout) {
   sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(db);
   EXPECT_TRUE(store->claim(req("k"))->acquired());
+}
+
+// ReadSignallingClock is a ManualClock that tells a test when it was read,
+// so the test can move time while a store call is known to be under way.
+class ReadSignallingClock final : public Clock {
+ public:
+  Timestamp now() const noexcept override {
+    const Timestamp t = clock_.now();  // before the signal: the reader has its value
+    {
+      std::lock_guard lock(mutex_);
+      ++reads_;
+    }
+    read_.notify_all();
+    return t;
+  }
+  void advance(milliseconds by) noexcept { clock_.advance(by); }
+  // wait_read() waits until the clock was read, at most `timeout`.
+  bool wait_read(milliseconds timeout) const {
+    std::unique_lock lock(mutex_);
+    return read_.wait_for(lock, timeout, [&] { return reads_ > 0; });
+  }
+  void reset() {
+    std::lock_guard lock(mutex_);
+    reads_ = 0;
+  }
+
+ private:
+  ManualClock clock_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable read_;
+  mutable int reads_ = 0;
+};
+
+// A claim that waits for the write lock must take "now" once it holds it:
+// a claim that read the clock first and then waited longer than its lease
+// would hand out a lease that has already run out, and a second worker could
+// take the key over at once. Another connection holds the write lock while
+// time moves on by more than the lease. If the store reads the clock before
+// waiting, the test sees that read before moving time, so the bug shows
+// every time; a store that reads it after the lock reads the moved clock
+// however the threads are scheduled.
+TEST_F(SqliteStoreTest, ClaimThatWaitedForTheWriteLockGetsAFullLease) {
+  auto clock = std::make_shared<ReadSignallingClock>();
+  SqliteStoreOptions o;
+  o.path = path_;
+  o.clock = clock;
+  o.busy_timeout = 30s;
+  Result<std::shared_ptr<Store>> opened = SqliteStore::create(o);
+  ASSERT_TRUE(opened.ok()) << opened.error().to_string();
+  std::shared_ptr<Store> store = *opened;
+  const ClaimRequest single = req("waited", 1s);
+  std::vector<std::string> batch_keys;
+  for (int i = 0; i < 40; ++i) batch_keys.push_back("batch-" + std::to_string(i));
+  std::vector<ClaimRequest> batch;
+  for (const std::string& key : batch_keys) batch.push_back(req(key, 1s));
+
+  for (const bool many : {false, true}) {
+    SCOPED_TRACE(many ? "claim_many" : "claim");
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+    clock->reset();
+    std::vector<ClaimOutcome> outs;
+    std::string error;
+    std::thread claimer([&] {
+      if (many) {
+        auto r = store->claim_many(batch);
+        if (r) outs = *r;
+        if (!r) error = r.error().to_string();
+      } else {
+        auto r = store->claim(single);
+        if (r) outs.push_back(*r);
+        if (!r) error = r.error().to_string();
+      }
+    });
+    (void)clock->wait_read(300ms);  // the old store reads the clock before it waits
+    clock->advance(10s);            // the claim waits ten times its lease
+    const Timestamp released_at = clock->now();
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    claimer.join();
+    sqlite3_close(db);
+    ASSERT_TRUE(error.empty()) << error;
+    ASSERT_FALSE(outs.empty());
+    for (const ClaimOutcome& out : outs) {
+      ASSERT_TRUE(out.acquired());
+      EXPECT_GE(out.lease_expires_at, released_at + 1s) << "the lease had already run out when the claim returned";
+    }
+    // A second worker finds the key in progress, not free to take over.
+    auto again = store->claim(many ? batch.front() : single);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->status, ClaimStatus::kInProgress);
+  }
 }
 
 TEST_F(SqliteStoreTest, OpenParsesUrls) {

@@ -1,16 +1,19 @@
-// File: idem/core/limits.h
-//
-// The bounds of every duration Idem accepts, and time arithmetic that
-// saturates instead of overflowing. A deadline is always `now + duration`;
-// with an unchecked duration near the top of its range that sum overflows
-// (undefined behaviour), and a record can be written already expired, which
-// silently breaks "at most once". Options are checked against these bounds
-// (CheckerOptions::validate(), ProcessorOptions::validate()), store requests
-// are checked again by the store (validate_claim_request() and friends in
-// store.h), and every store computes its deadlines with saturating_add().
-//
-//   const idem::Timestamp lease_end = idem::saturating_add(now, request.lease);
-//   if (options.ttl > idem::kMaxTtl) return ...;  // validate() does this for you
+/// @file idem/core/limits.h
+/// @brief The bounds of every duration Idem accepts, and time arithmetic that
+/// saturates instead of overflowing.
+///
+/// A deadline is always `now + duration`; with an unchecked duration near the
+/// top of its range that sum overflows (undefined behaviour), and a record can
+/// be written already expired, which silently breaks "at most once". Options
+/// are checked against these bounds (CheckerOptions::validate(),
+/// ProcessorOptions::validate()), store requests are checked again by the
+/// store (validate_claim_request() and friends in store.h), and every store
+/// computes its deadlines with saturating_add().
+///
+/// @code
+/// const idem::Timestamp lease_end = idem::saturating_add(now, request.lease);
+/// if (options.ttl > idem::kMaxTtl) return ...;  // validate() does this for you
+/// @endcode
 #pragma once
 
 #include <chrono>
@@ -20,24 +23,27 @@
 
 namespace idem {
 
-// kMaxTtl is the longest a finished record may be kept: 10 years (3650 days).
-// Longer is indistinguishable from "forever" and only risks overflow.
+/// kMaxTtl is the longest a finished record may be kept: 10 years (3650 days).
+/// Longer is indistinguishable from "forever" and only risks overflow.
 inline constexpr std::chrono::milliseconds kMaxTtl = std::chrono::hours(24 * 3650);
 
-// kMaxLease is the longest a claim may stay exclusive: 7 days. A worker that
-// needs longer keeps a shorter lease alive with the heartbeat.
+/// kMaxLease is the longest a claim may stay exclusive: 7 days. A worker that
+/// needs longer keeps a shorter lease alive with the heartbeat.
 inline constexpr std::chrono::milliseconds kMaxLease = std::chrono::hours(24 * 7);
 
-// kMaxInProgressWait is the longest a duplicate may wait for its original
-// (ProcessorOptions::wait_for_in_progress): 1 hour. Brokers redeliver long
-// before that; waiting longer only ties up a consumer thread.
+/// kMaxInProgressWait is the longest a duplicate may wait for its original
+/// (ProcessorOptions::wait_for_in_progress): 1 hour. Brokers redeliver long
+/// before that; waiting longer only ties up a consumer thread.
 inline constexpr std::chrono::milliseconds kMaxInProgressWait = std::chrono::hours(1);
 
-// saturating_add() is `time + duration`, clamped to the range of the time
-// point's type instead of overflowing. Works for Timestamp (record times)
-// and std::chrono::steady_clock::time_point (local deadlines) alike.
-//
-//   auto deadline = idem::saturating_add(std::chrono::steady_clock::now(), timeout);
+/// saturating_add() is `time + duration`, clamped to the range of the time
+/// point's type instead of overflowing. Works for Timestamp (record times)
+/// and std::chrono::steady_clock::time_point (local deadlines) alike: any
+/// time point with an integral tick count at least as fine as milliseconds.
+///
+/// @code
+/// auto deadline = idem::saturating_add(std::chrono::steady_clock::now(), timeout);
+/// @endcode
 template <typename Clock, typename Duration>
 constexpr std::chrono::time_point<Clock, Duration> saturating_add(std::chrono::time_point<Clock, Duration> time,
                                                                   std::chrono::milliseconds duration) noexcept {
@@ -59,9 +65,11 @@ constexpr std::chrono::time_point<Clock, Duration> saturating_add(std::chrono::t
   return TimePoint(Duration(base + ticks));
 }
 
-// saturating_sub() is `time - duration`, clamped like saturating_add().
-//
-//   const idem::Timestamp cutoff = idem::saturating_sub(now, options.older_than);
+/// saturating_sub() is `time - duration`, clamped like saturating_add().
+///
+/// @code
+/// const idem::Timestamp cutoff = idem::saturating_sub(now, options.older_than);
+/// @endcode
 template <typename Clock, typename Duration>
 constexpr std::chrono::time_point<Clock, Duration> saturating_sub(std::chrono::time_point<Clock, Duration> time,
                                                                   std::chrono::milliseconds duration) noexcept {

@@ -143,7 +143,7 @@ struct FingerprintOptions {
   /// Include the query string (parameters sorted, so their order does not
   /// matter).
   bool include_query = true;
-  /// Request headers whose values are part of the fingerprint (e.g. a tenant
+  /// Request headers whose values are part of the fingerprint (such as a tenant
   /// or API version header). None by default: clients vary User-Agent,
   /// Date, tracing headers and so on between retries.
   std::vector<std::string> include_headers{};

@@ -167,7 +167,7 @@ class Connection {
 /// StreamSettings describe a stream for ensure_stream().
 struct StreamSettings {
   std::string name{};                   ///< the stream name
-  std::vector<std::string> subjects{};  ///< e.g. {"orders.>"}
+  std::vector<std::string> subjects{};  ///< the subjects it captures, such as {"orders.>"}
 
   /// Nats-Msg-Id de-duplication window: the server drops a message whose id
   /// it saw within this window (see Publisher).

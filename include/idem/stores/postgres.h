@@ -55,6 +55,17 @@ struct pg_result;
 
 namespace idem {
 
+/// The circuit breaker of a PostgreSQL store: after `failure_threshold`
+/// consecutive calls that got no answer from the server (refused, broken,
+/// timed out) calls fail fast with kUnavailable for `open_duration`, then one
+/// probe is let through. Its position is Store::circuit_state() (and the
+/// circuit_breaker_state metric); same semantics as the Redis store's.
+struct PostgresCircuitBreakerOptions {
+  bool enabled = true;                             ///< false: always call the server
+  std::uint32_t failure_threshold = 5;             ///< consecutive failures that open it (>= 1)
+  std::chrono::milliseconds open_duration{1'000};  ///< how long it fails fast before a probe
+};
+
 /// The options of PostgresStore::create(); PostgresStore::parse_url() fills
 /// them from a URL.
 struct PostgresStoreOptions {
@@ -96,6 +107,20 @@ struct PostgresStoreOptions {
   /// How often a background sweeper deletes expired records (batches of
   /// 1,000). 0: never; run sweep() (or `idem sweep`) yourself.
   std::chrono::milliseconds sweep_interval{0};
+  /// Bound on each statement of transactional mode (PostgresTransaction):
+  /// the transaction's statement_timeout (SET LOCAL at BEGIN; a statement
+  /// past it fails with kTimeout and aborts the transaction), plus a client
+  /// deadline a little later for a server that does not answer at all (the
+  /// connection is then closed: kTimeout, rolled back). 0: no bound (the
+  /// server's own statement_timeout applies). Per transaction:
+  /// PostgresTransaction::set_statement_timeout().
+  std::chrono::milliseconds transaction_statement_timeout{30'000};
+  /// The circuit breaker (store calls and PostgresTransaction::begin()).
+  PostgresCircuitBreakerOptions circuit_breaker{};
+  /// Called after every breaker transition, on the thread whose call caused
+  /// it (often the store's I/O thread): it must not block or call the store
+  /// synchronously. The state may have changed again by the time it runs.
+  std::function<void(CircuitState)> on_circuit_change{};
   /// Create or upgrade the schema on open. false: only check that it is
   /// there and current (for roles without CREATE; see docs/postgres.md).
   bool migrate = true;
@@ -150,9 +175,12 @@ class PostgresTransaction {
 
   /// exec() runs one statement with parameters $1..$n passed as text. An
   /// error (kInvalidConfiguration for bad SQL, kInvalidArgument for a value or
-  /// a violated constraint, kTimeout for a serialization failure or deadlock,
-  /// kUnavailable for a lost connection) leaves the transaction aborted: only
-  /// rollback is possible.
+  /// a violated constraint, kTimeout for a serialization failure, a deadlock
+  /// or a statement past the transaction's statement timeout, kUnavailable
+  /// for a lost connection) leaves the transaction aborted: only rollback is
+  /// possible. A server that does not answer within the statement timeout
+  /// plus a grace (max(1 s, a quarter of it)) is given up on: kTimeout, and
+  /// the connection is closed (the server rolls the transaction back).
   Result<PostgresRows> exec(std::string_view sql, std::initializer_list<Param> params = {});
   /// exec() with the parameters in a span.
   Result<PostgresRows> exec(std::string_view sql, std::span<const Param> params);
@@ -167,6 +195,11 @@ class PostgresTransaction {
   Status commit();
   /// rollback() undoes everything; the handle is then closed.
   void rollback() noexcept;
+
+  /// set_statement_timeout() bounds each later statement of this transaction
+  /// (SET LOCAL statement_timeout; 0: no bound) instead of the store's
+  /// transaction_statement_timeout, and moves the client deadline with it.
+  Status set_statement_timeout(std::chrono::milliseconds timeout);
 
   /// True until commit, rollback or a failed commit_completed().
   bool open() const noexcept;
@@ -240,10 +273,12 @@ class PostgresTransactionalProcessor {
 /// PostgresClientStats are counters of one store instance, for tests and
 /// benchmarks.
 struct PostgresClientStats {
-  std::uint64_t calls = 0;        ///< store calls answered (or failed) by the I/O thread
-  std::uint64_t round_trips = 0;  ///< pipeline syncs answered: one per call, a whole batch included
-  std::uint64_t connects = 0;     ///< connections established by the I/O thread
-  std::uint64_t broken = 0;       ///< connections closed after an error or a timeout
+  std::uint64_t calls = 0;                       ///< store calls answered (or failed) by the I/O thread
+  std::uint64_t round_trips = 0;                 ///< pipeline syncs answered: one per call, a whole batch included
+  std::uint64_t connects = 0;                    ///< connections established by the I/O thread
+  std::uint64_t broken = 0;                      ///< connections closed after an error or a timeout
+  std::uint64_t rejected = 0;                    ///< calls failed fast by the open circuit breaker
+  CircuitState circuit = CircuitState::kClosed;  ///< the breaker's position
 };
 
 /// PostgresStore makes PostgreSQL stores (they are used through the Store
@@ -259,7 +294,8 @@ class PostgresStore {
   ///   postgresql://[user[:password]@][host[:port][,host[:port]...]][/dbname][?query]
   /// (postgres:// too). Query keys of the store: schema, pool_size,
   /// max_transactions, connect_timeout_ms, command_timeout_ms,
-  /// sweep_interval_ms, migrate=0|1; any other key must be a libpq
+  /// sweep_interval_ms, tx_statement_timeout_ms, breaker_threshold (0:
+  /// no breaker), breaker_open_ms, migrate=0|1; any other key must be a libpq
   /// connection keyword (sslmode, sslrootcert, sslcert, sslkey,
   /// application_name, target_session_attrs, ...). Values are
   /// percent-decoded.

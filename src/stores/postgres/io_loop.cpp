@@ -480,6 +480,7 @@ bool IoLoop::send_statements(PGconn* pg, const Op& op) {
                             formats.data(), 1) != 1) {
       return false;
     }
+    if (st.sync_after && &st != &op.statements.back() && PQpipelineSync(pg) != 1) return false;
   }
   return PQpipelineSync(pg) == 1;
 }
@@ -536,6 +537,9 @@ IoLoop::Pump IoLoop::pump(Conn& c, std::vector<InFlight>& finished, Error& error
         continue;
       }
       ResultPtr result(raw);
+      // The Sync after a statement that ends a transaction of its own (a
+      // claim_many chunk): the next statement starts afresh.
+      if (!f.got && PQresultStatus(raw) == PGRES_PIPELINE_SYNC) continue;
       if (f.got) continue;  // a statement has one result; ignore anything more
       f.got = true;
       switch (PQresultStatus(raw)) {
@@ -595,6 +599,7 @@ void IoLoop::on_readable(Conn& c) {
 
 void IoLoop::finish(InFlight& f) {
   ++ops_;
+  f.op->answered = true;  // the Op's Sync came back
   if (f.error) {
     deliver(*f.op, std::move(*f.error));
   } else {

@@ -3,9 +3,9 @@
 // IoLoop is the PostgreSQL store's one I/O thread. It owns up to pool_size
 // connections in libpq pipeline mode (non-blocking) and runs every store call
 // as an Op: a few prepared statements followed by one Sync, so each Op is one
-// implicit transaction and one round trip, and the Ops of concurrent callers
-// travel together on the same connections without waiting for each other's
-// answers. A separate connection LISTENs for settle notifications.
+// implicit transaction (or a few, see Statement::sync_after) and one round
+// trip, and the Ops of concurrent callers travel together on the same
+// connections without waiting for each other's answers. A separate connection LISTENs for settle notifications.
 //
 // Threading: submit() may be called from any thread (also from an Op's
 // completion); completions run on the I/O thread and must not block.
@@ -46,6 +46,9 @@ using SteadyClock = std::chrono::steady_clock;
 struct Statement {
   postgres_sql::Stmt id = postgres_sql::Stmt::kPing;
   std::vector<std::optional<std::string>> params{};
+  // Commit after this statement (a Sync of its own, still in the same round
+  // trip): the statements after it run in a transaction of their own.
+  bool sync_after = false;
 };
 
 // An Op's answer: one result per statement, or the first error.
@@ -57,6 +60,10 @@ struct Op {
   std::chrono::milliseconds timeout{0};   // queueing + round trip; 0: none
   const char* what = "a store call";      // for error messages
   SteadyClock::time_point deadline{};     // set by submit()
+  // Set before `done` runs when the server answered the Op (an SQL error
+  // included), as opposed to no answer at all (refused, broken, timed out):
+  // what the circuit breaker counts.
+  bool answered = false;
 };
 
 struct LoopConfig {

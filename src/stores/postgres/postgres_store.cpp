@@ -3,10 +3,11 @@
 // PostgresStore: the state machine of SPEC §2 in one PostgreSQL table.
 //
 // Design notes (why, not what):
-// - Every call is one Op on the I/O thread (io_loop.h): its statements and
-//   one Sync, i.e. one implicit transaction and one round trip, whatever the
-//   number of keys (claim_many pipelines one claim statement per key). The
-//   synchronous forms are the asynchronous ones plus a wait.
+// - Every call is one Op (io_loop.h): its statements and one Sync, i.e. one
+//   implicit transaction and one round trip, whatever the number of keys
+//   (claim_many sends one set-based statement per 256 keys, each committed
+//   by a Sync of its own). The synchronous forms are the asynchronous ones
+//   plus a wait (run on the caller's thread when a connection is idle).
 // - Closures that outlive a call (retries, the sweeper, notifications) hold
 //   the shared Core, never the store object, which may be gone by then.
 // - Time is the server's (statement_timestamp()), so hosts with skewed
@@ -23,6 +24,7 @@
 #include <unordered_map>
 
 #include "idem/stores/postgres.h"
+#include "stores/postgres/circuit_breaker.h"
 #include "stores/postgres/codec.h"
 #include "stores/postgres/connection.h"
 #include "stores/postgres/io_loop.h"
@@ -44,6 +46,13 @@ using std::chrono::milliseconds;
 constexpr std::int64_t kMaxMillis = 100LL * 365 * 24 * 3600 * 1000;
 constexpr int kClaimAttempts = 16;
 constexpr std::int64_t kSweepBatch = 1000;
+// Distinct keys per claim_many statement. Each statement holds one claim
+// lock per key it writes until it commits (sql.h), and the server's lock
+// table is shared and bounded (max_locks_per_transaction x connections,
+// 6,400 by default; 20,000 fresh keys in one statement run out of it):
+// bigger batches are several statements, each committing on its own, still
+// sent in one round trip.
+constexpr std::size_t kBatchChunk = 256;
 constexpr std::size_t kMaxValueBytes = std::size_t{1} << 30;  // bytea's limit
 
 std::int64_t millis(milliseconds d) noexcept { return std::clamp<std::int64_t>(d.count(), 0, kMaxMillis); }
@@ -101,6 +110,7 @@ struct Core {
   std::string target;
   std::shared_ptr<IoLoop> loop;
   std::shared_ptr<pg::TxPool> tx_pool;
+  std::shared_ptr<pg::CircuitBreaker> breaker;  // shared with tx_pool
   std::atomic<bool> sweeping{false};
 
   // Duplicates waiting in wait_settled(), by key; notifications bump `gen`.
@@ -147,7 +157,19 @@ class DirectScope {
   bool previous_;
 };
 
+// execute() runs an Op unless the circuit breaker is open, and tells the
+// breaker whether the server answered it.
 void execute(const std::shared_ptr<Core>& core, std::unique_ptr<Op> op) {
+  if (!core->breaker->allow()) {
+    deliver(op->done, OpResults(pg::circuit_open_error(*core->breaker, core->target)));
+    return;
+  }
+  // The Op outlives its completion's call, so the completion may read it.
+  const Op* raw = op.get();
+  op->done = [breaker = core->breaker, raw, inner = std::move(op->done)](OpResults r) mutable {
+    breaker->record(raw->answered);
+    inner(std::move(r));
+  };
   if (t_direct && core->loop->run_direct(op)) return;
   core->loop->submit(std::move(op));
 }
@@ -335,6 +357,7 @@ class PostgresStoreImpl final : public Store {
 
   std::string_view kind() const noexcept override { return "postgresql"; }
   bool async_is_native() const noexcept override { return true; }
+  CircuitState circuit_state() const noexcept override { return core_->breaker->state(); }
   const std::shared_ptr<Core>& core() const noexcept { return core_; }
 
   // --- Asynchronous forms: the real implementations. ------------------------
@@ -345,7 +368,8 @@ class PostgresStoreImpl final : public Store {
   }
 
   // claim_many_async() sends every distinct key once in one set-based
-  // statement (sql.h kClaimBatchSql): one round trip, one commit. A key
+  // statement per kBatchChunk keys (sql.h kClaimBatchSql): one round trip,
+  // one commit per statement. A key
   // repeated in the batch gets what a second claim right after the first
   // would get (derived from the first's answer); the rare case that needs a
   // real second claim, and keys whose snapshot was overtaken, are claimed
@@ -363,6 +387,15 @@ class PostgresStoreImpl final : public Store {
     batch->outs.resize(requests.size());
     std::unordered_map<std::string_view, std::size_t> seen;
     std::vector<std::string_view> keys, ids, types, fps, leases, ttls;
+    auto op = make_op("claiming keys", core_->timeout());
+    auto add_statement = [&] {
+      op->statements.push_back(Statement{
+          sql::Stmt::kClaimBatch,
+          {pg::encode_array(sql::kText, keys), pg::encode_array(sql::kText, ids), pg::encode_array(sql::kText, types),
+           pg::encode_array(sql::kText, fps), pg::encode_array(sql::kInt8, leases), pg::encode_array(sql::kInt8, ttls)},
+          true});
+      for (auto* v : {&keys, &ids, &types, &fps, &leases, &ttls}) v->clear();
+    };
     for (std::size_t i = 0; i < requests.size(); ++i) {
       const auto& p = batch->singles[i].params;
       auto [it, fresh] = seen.emplace(*p[0], i);
@@ -374,15 +407,12 @@ class PostgresStoreImpl final : public Store {
       fps.push_back(*p[3]);
       leases.push_back(*p[4]);
       ttls.push_back(*p[5]);
+      if (keys.size() == kBatchChunk) add_statement();
     }
-    auto op = make_op("claiming keys", core_->timeout());
-    op->statements.push_back(Statement{
-        sql::Stmt::kClaimBatch,
-        {pg::encode_array(sql::kText, keys), pg::encode_array(sql::kText, ids), pg::encode_array(sql::kText, types),
-         pg::encode_array(sql::kText, fps), pg::encode_array(sql::kInt8, leases), pg::encode_array(sql::kInt8, ttls)}});
+    if (!keys.empty()) add_statement();
     op->done = [core = core_, batch, done = std::move(done)](OpResults r) mutable {
       if (!r) return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(r).error()));
-      if (Status s = resolve_batch(*batch, r->front().get()); !s) {
+      if (Status s = resolve_batch(*batch, *r); !s) {
         return deliver(done, Result<std::vector<ClaimOutcome>>(std::move(s).error()));
       }
       claim_alone(core, std::move(batch), 0, std::move(done));
@@ -571,14 +601,16 @@ class PostgresStoreImpl final : public Store {
     std::vector<std::size_t> alone;  // requests to claim one by one afterwards, in order
   };
 
-  // Reads the batch statement's answer into batch.outs (and batch.alone).
-  static Status resolve_batch(Batch& batch, const PGresult* r) {
+  // Reads the batch statements' answers into batch.outs (and batch.alone).
+  static Status resolve_batch(Batch& batch, const std::vector<pg::ResultPtr>& results) {
     std::unordered_map<std::string, pg::ClaimRow> rows;
-    for (int i = 0; i < PQntuples(r); ++i) {
-      Result<pg::ClaimRow> row = pg::decode_claim_row(row_fields(r, i));
-      if (!row) return std::move(row).error();
-      std::string key = row->record.idempotency_key;
-      rows.emplace(std::move(key), std::move(*row));
+    for (const pg::ResultPtr& r : results) {
+      for (int i = 0; i < PQntuples(r.get()); ++i) {
+        Result<pg::ClaimRow> row = pg::decode_claim_row(row_fields(r.get(), i));
+        if (!row) return std::move(row).error();
+        std::string key = row->record.idempotency_key;
+        rows.emplace(std::move(key), std::move(*row));
+      }
     }
     const std::size_t n = batch.singles.size();
     std::vector<bool> is_alone(n, false);
@@ -824,7 +856,9 @@ Result<std::shared_ptr<Store>> PostgresStore::create(PostgresStoreOptions option
   auto core = std::make_shared<Core>();
   core->options = options;
   core->target = target;
-  core->tx_pool = std::make_shared<pg::TxPool>(options, target, sql::render(sql::kCompleteSql, options.schema));
+  core->breaker = std::make_shared<pg::CircuitBreaker>(options.circuit_breaker, options.on_circuit_change);
+  core->tx_pool =
+      std::make_shared<pg::TxPool>(options, target, sql::render(sql::kCompleteSql, options.schema), core->breaker);
   core->tx_pool->adopt(std::move(conn));
 
   pg::LoopConfig cfg;
@@ -864,7 +898,8 @@ std::optional<PostgresClientStats> PostgresStore::client_stats(const Store& stor
   const auto* impl = dynamic_cast<const PostgresStoreImpl*>(&store);
   if (impl == nullptr) return std::nullopt;
   const pg::LoopStats s = impl->core()->loop->stats();
-  return PostgresClientStats{s.ops, s.round_trips, s.connects, s.broken};
+  return PostgresClientStats{
+      s.ops, s.round_trips, s.connects, s.broken, impl->core()->breaker->rejected(), impl->core()->breaker->state()};
 }
 
 namespace pg {

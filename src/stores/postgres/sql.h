@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS {S}.schema_version (
 // Version 1. Tokens come from one sequence (CACHE 1, so values are handed
 // out in real-time order across sessions): a token drawn after a row was
 // deleted is above every token that row ever had, which is how tokens keep
-// increasing across deletes and expiry. `key` sorts bytewise (COLLATE "C"),
+// increasing across deletes and expiry (with the claim lock below closing
+// the gap between drawing a fresh row's token and inserting it). `key` sorts bytewise (COLLATE "C"),
 // like every other store, for list's keyset pages. `waiters` is set by a
 // duplicate waiting in wait_settled(), so that only completions somebody waits
 // for pay for a NOTIFY. `completed_in_tx` marks a completion committed in the
@@ -92,6 +93,19 @@ INSERT INTO {S}.schema_version (version) VALUES (1);
   "key, event_id, event_type, status, result, error, retryable, first_seen_at, completed_at, attempt, token, " \
   "lease_expires_at, fingerprint, expires_at, checkpoint_name, checkpoint_data"
 inline constexpr std::size_t kRecordColumns = 16;
+
+// The claim lock of a key: a transaction-scoped advisory lock that every
+// claim takes before it draws a token, and holds until it commits. Without
+// it a brand-new row's token (drawn when the INSERT builds the row, before
+// the conflict check) could be overtaken: another claim inserts the key with
+// a later token, the key is removed or swept, and then our insert lands with
+// the older token, so a later life would carry a lower token than an earlier
+// one. Under the lock, the claims of a key draw and commit one after the
+// other, and remove/sweep need not take it (they create no token). The lock
+// space is (a hash of the schema, a hash of the key): schemas do not
+// contend, and two keys sharing a hash only wait for each other. Duplicates
+// that `blocked` turns away never take it.
+#define IDEM_PG_CLAIM_LOCK(key) "pg_advisory_xact_lock(hashtext('idem-claim:{S}'), hashtext(" key ")) IS NOT NULL"
 
 // The takeover of an existing row, shared by kClaimSql and kClaimBatchSql:
 // `r` is the row as locked, `excluded` the row offered. An expired row
@@ -131,9 +145,11 @@ inline constexpr std::size_t kRecordColumns = 16;
 // (live and not acquirable: finished, busy or another payload). The INSERT
 // runs only when nothing bars it, so a duplicate of a finished or busy key is
 // a pure read: no row lock, no write. When it does run, ON CONFLICT re-checks
-// acquirability on the latest row version under its lock. Tokens are drawn
-// from the sequence in DO UPDATE, i.e. after that lock, so a takeover's token
-// is above the token of every owner before it. The answer is one row: the
+// acquirability on the latest row version under its lock. Before anything
+// is drawn the claim takes the key's claim lock (IDEM_PG_CLAIM_LOCK; the
+// CASE makes it run only when nothing bars the claim), so every token of a
+// key, fresh row or takeover, is drawn after the previous life's claim
+// committed, whatever was deleted in between. The answer is one row: the
 // acquired record, or the record as it stood with acquired = false and the
 // SQL's own verdict in `blocked`. No row, or a row neither acquired nor
 // blocked, means `cur`'s snapshot was overtaken by a concurrent change (the
@@ -153,7 +169,7 @@ WITH cur AS (
   SELECT $1, $2, $3, 'PROCESSING', true, statement_timestamp(), 1, nextval('{S}.tokens'),
          statement_timestamp() + $5 * interval '1 millisecond', $4,
          statement_timestamp() + greatest($5, $6) * interval '1 millisecond', 0
-  WHERE NOT EXISTS (SELECT 1 FROM blocked)
+  WHERE CASE WHEN EXISTS (SELECT 1 FROM blocked) THEN false ELSE )sql" IDEM_PG_CLAIM_LOCK("$1") R"sql( END
   ON CONFLICT (key) DO UPDATE SET )sql" IDEM_PG_CLAIM_UPDATE R"sql(
   RETURNING r.*
 )
@@ -169,16 +185,23 @@ inline constexpr std::size_t kClaimColumns = kRecordColumns + 3;
 // executor start, one plan and one commit instead of one each per key.
 // $1 keys, $2 event ids, $3 event types, $4 fingerprints (text[]), $5 lease
 // ms, $6 ttl ms (bigint[]); the caller sends each key once (repeats are
-// resolved from the first occurrence's answer). Rows are inserted in key
-// order, so concurrent batches lock rows in the same order and cannot
-// deadlock each other. One answer row per key, as in kClaimSql, matched to
-// the request by key.
+// resolved from the first occurrence's answer). Keys are locked (claim
+// lock, then row) in the order of their lock's hash, so concurrent batches
+// take every lock in the same order and cannot deadlock each other, not
+// even through two keys that share a hash. The sorted subquery fixes that
+// order: a volatile condition is never pushed below it. One answer row per
+// key, as in kClaimSql, matched to the request by key.
 inline constexpr std::string_view kClaimBatchSql = R"sql(
 WITH req AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
            AS q(key, event_id, event_type, fingerprint, lease_ms, ttl_ms)
 ), cur AS (
-  SELECT * FROM {S}.records WHERE key = ANY ($1::text[])
+  -- One index lookup per key whatever the plan cache believes about the
+  -- table's size (OFFSET 0 keeps the lookup from being flattened into a
+  -- join that a plan made while the table was small runs as a full scan,
+  -- once per statement of a big batch).
+  SELECT r.* FROM unnest($1::text[]) AS k(key)
+                  CROSS JOIN LATERAL (SELECT * FROM {S}.records WHERE key = k.key OFFSET 0) r
 ), blocked AS (
   SELECT c.key FROM cur c JOIN req q ON q.key = c.key
   WHERE c.expires_at > statement_timestamp()
@@ -191,9 +214,10 @@ WITH req AS (
   SELECT q.key, q.event_id, q.event_type, 'PROCESSING', true, statement_timestamp(), 1, nextval('{S}.tokens'),
          statement_timestamp() + q.lease_ms * interval '1 millisecond', q.fingerprint,
          statement_timestamp() + greatest(q.lease_ms, q.ttl_ms) * interval '1 millisecond', 0
-  FROM req q
-  WHERE NOT EXISTS (SELECT 1 FROM blocked b WHERE b.key = q.key)
-  ORDER BY q.key
+  FROM (SELECT * FROM req ORDER BY hashtext(key), key) q
+  WHERE CASE WHEN EXISTS (SELECT 1 FROM blocked b WHERE b.key = q.key) THEN false
+             ELSE )sql" IDEM_PG_CLAIM_LOCK("q.key") R"sql( END
+  ORDER BY hashtext(q.key), q.key
   ON CONFLICT (key) DO UPDATE SET )sql" IDEM_PG_CLAIM_UPDATE R"sql(
   RETURNING r.*
 )
@@ -317,6 +341,7 @@ RETURNING )sql" IDEM_PG_RECORD_COLUMNS;
 
 #undef IDEM_PG_SCAN_HEAD
 #undef IDEM_PG_CLAIM_UPDATE
+#undef IDEM_PG_CLAIM_LOCK
 #undef IDEM_PG_NOTIFY_PAYLOAD
 #undef IDEM_PG_RECORD_COLUMNS
 

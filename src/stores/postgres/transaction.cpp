@@ -13,7 +13,10 @@
 // the record's row lock for one round trip only: a duplicate that arrives
 // meanwhile waits for the commit, not for the handler.
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <string>
 #include <vector>
@@ -27,8 +30,12 @@
 namespace idem {
 namespace pg {
 
-TxPool::TxPool(PostgresStoreOptions options, std::string target, std::string complete_sql)
-    : options_(std::move(options)), target_(std::move(target)), complete_sql_(std::move(complete_sql)) {}
+TxPool::TxPool(PostgresStoreOptions options, std::string target, std::string complete_sql,
+               std::shared_ptr<CircuitBreaker> breaker)
+    : options_(std::move(options)),
+      target_(std::move(target)),
+      complete_sql_(std::move(complete_sql)),
+      breaker_(std::move(breaker)) {}
 
 Result<std::unique_ptr<TxConn>> TxPool::acquire() {
   std::unique_lock lock(mutex_);
@@ -98,6 +105,67 @@ void TxPool::adopt(ConnPtr conn) {
 
 namespace {
 
+using SteadyClock = std::chrono::steady_clock;
+
+// An answer from a blocking connection, waited for up to a deadline.
+struct Answer {
+  pg::ResultPtr result;    // the first failed result, else the last one
+  bool timed_out = false;  // no complete answer by the deadline
+};
+
+// await_answer() collects the results of what was just sent on `c`, but
+// gives up at `deadline` (libpq's blocking calls would wait forever on a
+// server that stopped answering). After a time-out the connection is in an
+// unknown state: the caller must close it.
+Answer await_answer(PGconn* c, SteadyClock::time_point deadline) {
+  Answer a;
+  while (PQisBusy(c) == 1) {
+    int wait_ms = -1;
+    if (deadline != SteadyClock::time_point::max()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now());
+      if (left.count() <= 0) {
+        a.timed_out = true;
+        return a;
+      }
+      wait_ms = static_cast<int>(std::min<long long>(left.count(), INT_MAX));
+    }
+    pollfd p{PQsocket(c), POLLIN, 0};
+    const int rc = ::poll(&p, 1, wait_ms);
+    if (rc < 0 && errno != EINTR) break;  // PQgetResult reports the broken connection
+    if (rc > 0 && PQconsumeInput(c) != 1) break;
+  }
+  while (PGresult* r = PQgetResult(c)) {
+    pg::ResultPtr result(r);
+    const ExecStatusType st = PQresultStatus(r);
+    const bool failed = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY;
+    const bool have_failure = a.result && PQresultStatus(a.result.get()) != PGRES_COMMAND_OK &&
+                              PQresultStatus(a.result.get()) != PGRES_TUPLES_OK &&
+                              PQresultStatus(a.result.get()) != PGRES_EMPTY_QUERY;
+    if (!have_failure) a.result = std::move(result);
+    if (failed && (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)) break;
+  }
+  return a;
+}
+
+// The client deadline of one statement under `statement_timeout`: the server
+// cancels the statement itself at the timeout; this is for a server that
+// answers nothing at all.
+SteadyClock::time_point deadline_for(std::chrono::milliseconds statement_timeout) {
+  if (statement_timeout.count() <= 0) return SteadyClock::time_point::max();
+  const auto grace = std::max<std::chrono::milliseconds>(std::chrono::seconds(1), statement_timeout / 4);
+  return SteadyClock::now() + statement_timeout + grace;
+}
+
+Error no_answer(std::string_view what, std::chrono::milliseconds statement_timeout, const std::string& target,
+                bool outcome_unknown) {
+  std::string msg = "postgresql: " + std::string(what) + " (" + target + "): no answer within the statement timeout (" +
+                    std::to_string(statement_timeout.count()) + " ms) and its grace; the connection was closed";
+  msg += outcome_unknown ? ", and whether the commit happened is unknown (a redelivery finds the key COMPLETED or "
+                           "takes it over once its lease runs out)"
+                         : " and the server rolls the transaction back; retry";
+  return Error(ErrorCode::kTimeout, std::move(msg));
+}
+
 Error closed_transaction() {
   return Error(ErrorCode::kInvalidConfiguration,
                "postgresql: the transaction is closed (already committed or rolled back); begin a new one");
@@ -150,6 +218,7 @@ struct PostgresTransaction::Impl {
   std::shared_ptr<pg::TxPool> pool;
   std::unique_ptr<pg::TxConn> conn;
   std::string last_sqlstate;
+  std::chrono::milliseconds statement_timeout{0};  // 0: none
 
   ~Impl() { close(true); }
   Impl() = default;
@@ -159,18 +228,47 @@ struct PostgresTransaction::Impl {
   bool open() const noexcept { return conn != nullptr; }
   PGconn* pg() const noexcept { return conn ? conn->pg.get() : nullptr; }
 
+  // Waits for the answer of what was just sent; on a time-out, or when the
+  // connection broke, the breaker hears of a call without an answer (and
+  // of an answer otherwise).
+  Answer await(SteadyClock::time_point deadline) {
+    Answer a = await_answer(pg(), deadline);
+    pool->breaker().record(!a.timed_out && PQstatus(pg()) != CONNECTION_BAD);
+    return a;
+  }
+
+  // Drops a connection in an unknown state (a time-out): the pool closes it.
+  void abandon() noexcept {
+    if (!conn) return;
+    conn->pg.reset();
+    pool->release(std::move(conn));
+  }
+
   // Ends the transaction (rolling back when asked) and returns the
   // connection; a connection left in a transaction is closed by the pool.
   void close(bool roll_back) noexcept {
     if (!conn) return;
     if (roll_back && PQstatus(pg()) == CONNECTION_OK && PQtransactionStatus(pg()) != PQTRANS_IDLE) {
-      pg::ResultPtr r(PQexec(pg(), "ROLLBACK"));
+      // Bounded like any store call: a server that stopped answering must
+      // not hang the handler's thread in a destructor.
+      if (PQsendQuery(pg(), "ROLLBACK") != 1 ||
+          await_answer(pg(), SteadyClock::now() + pool->options().connect_timeout).timed_out) {
+        conn->pg.reset();
+      }
     }
     pool->release(std::move(conn));
   }
 
   Status commit() {
-    pg::ResultPtr r(PQexec(pg(), "COMMIT"));
+    Answer a;
+    if (PQsendQuery(pg(), "COMMIT") == 1) {
+      a = await(deadline_for(statement_timeout));
+      if (a.timed_out) {
+        abandon();
+        return no_answer("committing the transaction", statement_timeout, pool->target(), true);
+      }
+    }
+    pg::ResultPtr r = std::move(a.result);
     const bool sent_ok = r && PQresultStatus(r.get()) == PGRES_COMMAND_OK;
     if (sent_ok && std::string_view(PQcmdStatus(r.get())) == "COMMIT") {
       close(false);
@@ -203,24 +301,48 @@ Result<PostgresTransaction> PostgresTransaction::begin(Store& store) {
     return Error(ErrorCode::kInvalidConfiguration, "postgresql: transactional mode needs a PostgreSQL store, not a '" +
                                                        std::string(store.kind()) + "' store");
   }
+  pg::CircuitBreaker& breaker = pool->breaker();
+  if (!breaker.allow()) return pg::circuit_open_error(breaker, pool->target());
+  const std::chrono::milliseconds timeout = pool->options().transaction_statement_timeout;
+  // One round trip: the transaction and its statement bound.
+  const std::string begin_sql =
+      timeout.count() > 0 ? "BEGIN; SET LOCAL statement_timeout = " + std::to_string(timeout.count()) : "BEGIN";
   for (int attempt = 0;; ++attempt) {
     Result<std::unique_ptr<pg::TxConn>> conn = pool->acquire();
-    if (!conn) return std::move(conn).error();
-    PGconn* c = (*conn)->pg.get();
-    pg::ResultPtr r(PQexec(c, "BEGIN"));
-    if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK) {
-      auto impl = std::make_unique<Impl>();
-      impl->pool = std::move(pool);
-      impl->conn = std::move(*conn);
-      return PostgresTransaction(std::move(impl));
+    if (!conn) {
+      breaker.record(false);
+      return std::move(conn).error();
     }
-    Error e = pg::result_error(r.get(), c, "starting a transaction", pool->target());
+    auto impl = std::make_unique<Impl>();
+    impl->pool = pool;
+    impl->conn = std::move(*conn);
+    impl->statement_timeout = timeout;
+    PGconn* c = impl->pg();
+    Answer a;
+    if (PQsendQuery(c, begin_sql.c_str()) == 1) a = impl->await(deadline_for(timeout));
+    if (a.timed_out) {
+      impl->abandon();
+      return no_answer("starting a transaction", timeout, pool->target(), false);
+    }
+    if (a.result && PQresultStatus(a.result.get()) == PGRES_COMMAND_OK) return PostgresTransaction(std::move(impl));
+    Error e = pg::result_error(a.result.get(), c, "starting a transaction", pool->target());
     // An idle pooled connection may have died (the server restarted): the
     // pool drops it on release; one fresh connection is worth a try.
     const bool broken = PQstatus(c) == CONNECTION_BAD;
-    pool->release(std::move(*conn));
+    impl->close(true);
     if (!broken || attempt > 0) return e;
   }
+}
+
+Status PostgresTransaction::set_statement_timeout(std::chrono::milliseconds timeout) {
+  if (!impl_ || !impl_->open()) return closed_transaction();
+  if (timeout.count() < 0 || timeout > std::chrono::milliseconds(INT_MAX)) {
+    return Error(ErrorCode::kInvalidArgument, "postgresql: a statement timeout must be between 0 and 2^31-1 ms");
+  }
+  Result<PostgresRows> r = exec("SET LOCAL statement_timeout = " + std::to_string(timeout.count()));
+  if (!r) return std::move(r).error();
+  impl_->statement_timeout = timeout;
+  return ok_status();
 }
 
 Result<PostgresRows> PostgresTransaction::exec(std::string_view sql, std::initializer_list<Param> params) {
@@ -244,8 +366,17 @@ Result<PostgresRows> PostgresTransaction::exec(std::string_view sql, std::span<c
   }
   for (std::size_t i = 0; i < params.size(); ++i) values.push_back(params[i] ? owned[i].c_str() : nullptr);
   const std::string text(sql);
-  pg::ResultPtr r(PQexecParams(impl_->pg(), text.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
-                               nullptr, nullptr, 0));
+  const std::chrono::milliseconds timeout = impl_->statement_timeout;
+  Answer a;
+  if (PQsendQueryParams(impl_->pg(), text.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                        nullptr, 0) == 1) {
+    a = impl_->await(deadline_for(timeout));
+  }
+  if (a.timed_out) {
+    impl_->abandon();
+    return no_answer("running a statement of the transaction", timeout, impl_->pool->target(), false);
+  }
+  pg::ResultPtr r = std::move(a.result);
   const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
     PostgresRows rows;
@@ -283,7 +414,15 @@ Status PostgresTransaction::commit_completed(const CompleteRequest& completion) 
   constexpr const char* kName = "idem_tx_complete";
   const postgres_sql::StatementDef& def = postgres_sql::statement(postgres_sql::Stmt::kComplete);
   if (!t.conn->prepared) {
-    pg::ResultPtr p(PQprepare(c, kName, t.pool->complete_sql().c_str(), def.params, def.types.data()));
+    Answer prepared;
+    if (PQsendPrepare(c, kName, t.pool->complete_sql().c_str(), def.params, def.types.data()) == 1) {
+      prepared = t.await(deadline_for(t.statement_timeout));
+    }
+    if (prepared.timed_out) {
+      t.abandon();
+      return no_answer("preparing the completion", t.statement_timeout, t.pool->target(), false);
+    }
+    pg::ResultPtr p = std::move(prepared.result);
     if (!p || PQresultStatus(p.get()) != PGRES_COMMAND_OK) {
       return fail(pg::result_error(p.get(), c, "preparing the completion", t.pool->target()));
     }
@@ -299,7 +438,15 @@ Status PostgresTransaction::commit_completed(const CompleteRequest& completion) 
   const std::array<int, 5> lengths = {static_cast<int>(completion.key.size()), 8,
                                       static_cast<int>(completion.result.size()), 8, 1};
   const std::array<int, 5> formats = {1, 1, 1, 1, 1};
-  pg::ResultPtr r(PQexecPrepared(c, kName, 5, values.data(), lengths.data(), formats.data(), 1));
+  Answer a;
+  if (PQsendQueryPrepared(c, kName, 5, values.data(), lengths.data(), formats.data(), 1) == 1) {
+    a = t.await(deadline_for(t.statement_timeout));
+  }
+  if (a.timed_out) {
+    t.abandon();
+    return no_answer("completing the record in the transaction", t.statement_timeout, t.pool->target(), false);
+  }
+  pg::ResultPtr r = std::move(a.result);
   if (!r || PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
     return fail(pg::result_error(r.get(), c, "completing the record in the transaction", t.pool->target()));
   }

@@ -14,6 +14,7 @@
 #include "idem/core/error.h"
 #include "idem/core/store.h"
 #include "idem/stores/postgres.h"
+#include "stores/postgres/circuit_breaker.h"
 #include "stores/postgres/connection.h"
 
 namespace idem::pg {
@@ -25,8 +26,10 @@ struct TxConn {
 
 class TxPool {
  public:
-  // `complete_sql` is the rendered completion statement (sql.h kCompleteSql).
-  TxPool(PostgresStoreOptions options, std::string target, std::string complete_sql);
+  // `complete_sql` is the rendered completion statement (sql.h kCompleteSql);
+  // `breaker` is the store's, which begin() consults too.
+  TxPool(PostgresStoreOptions options, std::string target, std::string complete_sql,
+         std::shared_ptr<CircuitBreaker> breaker);
   TxPool(const TxPool&) = delete;
   TxPool& operator=(const TxPool&) = delete;
 
@@ -42,11 +45,14 @@ class TxPool {
 
   const std::string& target() const noexcept { return target_; }
   const std::string& complete_sql() const noexcept { return complete_sql_; }
+  const PostgresStoreOptions& options() const noexcept { return options_; }
+  CircuitBreaker& breaker() const noexcept { return *breaker_; }
 
  private:
   PostgresStoreOptions options_;
   std::string target_;
   std::string complete_sql_;
+  std::shared_ptr<CircuitBreaker> breaker_;
   std::mutex mutex_;
   std::condition_variable freed_;
   std::vector<std::unique_ptr<TxConn>> idle_;  // guarded by mutex_

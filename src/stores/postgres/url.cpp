@@ -6,6 +6,7 @@
 // error message ever echoes a password.
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,6 +99,16 @@ Status PostgresStoreOptions::validate() const {
   if (connect_timeout.count() <= 0) return invalid("connect_timeout must be positive");
   if (command_timeout.count() < 0) return invalid("command_timeout must not be negative (0 means no bound)");
   if (sweep_interval.count() < 0) return invalid("sweep_interval must not be negative (0 means no sweeper)");
+  if (transaction_statement_timeout.count() < 0 ||
+      transaction_statement_timeout > std::chrono::milliseconds(std::numeric_limits<int>::max())) {
+    return invalid("transaction_statement_timeout must be between 0 (no bound) and 2^31-1 ms");
+  }
+  if (circuit_breaker.enabled && circuit_breaker.failure_threshold == 0) {
+    return invalid("circuit_breaker.failure_threshold must be >= 1 (or disable the breaker)");
+  }
+  if (circuit_breaker.enabled && circuit_breaker.open_duration.count() <= 0) {
+    return invalid("circuit_breaker.open_duration must be positive");
+  }
   auto has_nul = [](const std::string& s) { return s.find('\0') != std::string::npos; };
   for (const std::string* s :
        {&host, &port, &dbname, &user, &password, &sslmode, &sslrootcert, &sslcert, &sslkey, &application_name}) {
@@ -265,6 +276,16 @@ Result<PostgresStoreOptions> PostgresStore::parse_url(std::string_view url) {
         if (auto e = millis(value, name, true, options.command_timeout)) return std::move(*e);
       } else if (name == "sweep_interval_ms") {
         if (auto e = millis(value, name, true, options.sweep_interval)) return std::move(*e);
+      } else if (name == "tx_statement_timeout_ms") {
+        if (auto e = millis(value, name, true, options.transaction_statement_timeout)) return std::move(*e);
+      } else if (name == "breaker_threshold") {
+        // As for Redis: 0 turns the breaker off.
+        auto n = detail::parse_unsigned(value);
+        if (!n || *n > 1'000'000) return bad_url(url, "'breaker_threshold' must be a number (0: no breaker)");
+        options.circuit_breaker.failure_threshold = static_cast<std::uint32_t>(*n);
+        options.circuit_breaker.enabled = *n > 0;
+      } else if (name == "breaker_open_ms") {
+        if (auto e = millis(value, name, false, options.circuit_breaker.open_duration)) return std::move(*e);
       } else if (name == "connect_timeout") {
         // libpq's own spelling, in seconds.
         auto n = detail::parse_unsigned(value);
@@ -298,7 +319,8 @@ Result<PostgresStoreOptions> PostgresStore::parse_url(std::string_view url) {
       } else {
         return bad_url(url, "unknown query parameter '" + name +
                                 "' (store keys: schema, pool_size, max_transactions, connect_timeout_ms, "
-                                "command_timeout_ms, sweep_interval_ms, migrate; or a libpq keyword such as sslmode)");
+                                "command_timeout_ms, sweep_interval_ms, tx_statement_timeout_ms, breaker_threshold, "
+                                "breaker_open_ms, migrate; or a libpq keyword such as sslmode)");
       }
     }
   }

@@ -49,6 +49,13 @@ long long server_now_ms(Node* node) {
   return us ? *us / 1000 : -1;
 }
 
+// How far the server's clock may be above server_now_ms(), rounded up.
+long long server_clock_slack_ms(Node* node) {
+  if (node == nullptr) return 0;
+  const auto u = node->clock().uncertainty(Clock::now());
+  return u ? (u->count() + 999) / 1000 + 1 : 0;
+}
+
 void fill_script_claim(Call& c, const OwnedClaim& r) {
   c.script = kClaim;
   c.args.clear();
@@ -148,9 +155,12 @@ ClaimReading read_plain_claim(const Call& c, const OwnedClaim& r, Token token, c
   } else if (rec.status == ProcessingStatus::kFailed && !rec.retryable) {
     out.status = ClaimStatus::kFailed;
   } else if (rec.status == ProcessingStatus::kProcessing && now_ms >= 0 &&
-             rec.lease_expires_at.time_since_epoch().count() > now_ms) {
-    // The estimate is a lower bound: a lease that ended within its
-    // uncertainty still reads as live here (a later delivery takes over).
+             rec.lease_expires_at.time_since_epoch().count() > now_ms + server_clock_slack_ms(c.node)) {
+    // Live even by the highest reading of the server's clock. A lease that
+    // may have ended within the estimate's uncertainty goes to the script,
+    // which decides with the server's own clock: a claim made right after
+    // wait_settled() saw the lease end must take the key over, not report
+    // it in progress.
     out.status = ClaimStatus::kInProgress;
   } else {
     return {};  // a takeover or a retry: the script decides with the server's clock

@@ -562,7 +562,17 @@ class SqliteStoreImpl final : public Store {
     if (Status valid = validate_claim_request(req); !valid) return std::move(valid).error();
     Result<Lease> lease = pool_.acquire();
     if (!lease) return std::move(lease).error();
-    return claim_on(**lease, req);
+    // Take the write lock first and read the clock under it (claim_on reads
+    // it): the claim statement alone would read it before waiting up to
+    // busy_timeout for the lock, and a claim that waited longer than its
+    // lease would hand out a lease that has already run out, free for
+    // another worker to take over at once. Same single commit as before.
+    Transaction tx(**lease);
+    if (Status s = tx.begin(); !s) return std::move(s).error();
+    Result<ClaimOutcome> out = claim_on(**lease, req);
+    if (!out) return out;
+    if (Status s = tx.commit(); !s) return std::move(s).error();
+    return out;
   }
 
   // claim_many() runs the whole batch in one write transaction, cut into
@@ -918,6 +928,8 @@ class SqliteStoreImpl final : public Store {
     return out;
   }
 
+  // claim_on() claims one key inside the caller's write transaction, which
+  // must hold the write lock already (BEGIN IMMEDIATE): "now" is read here.
   Result<ClaimOutcome> claim_on(Connection& c, const ClaimRequest& req) {
     for (int attempt = 0; attempt < kClaimAttempts; ++attempt) {
       {
