@@ -283,15 +283,20 @@ class Run {
   }
 
   bool inject() {
-    // Shuffled rounds, each kind once per round: a short run reaches every
-    // kind after as many faults as there are kinds, even when one of them (a
-    // Sentinel failover) takes seconds and a run holds only a few faults.
-    if (round_.empty()) {
-      round_ = kinds_;
-      std::shuffle(round_.begin(), round_.end(), rng_);
+    std::string kind;
+    if (o_.fault_rounds) {
+      // Shuffled rounds, each kind once per round: a short run reaches every
+      // kind after as many faults as there are kinds, even when one of them
+      // (a Sentinel failover) takes seconds and a run holds only a few.
+      if (round_.empty()) {
+        round_ = kinds_;
+        std::shuffle(round_.begin(), round_.end(), rng_);
+      }
+      kind = round_.back();
+      round_.pop_back();
+    } else {
+      kind = kinds_[std::uniform_int_distribution<std::size_t>(0, kinds_.size() - 1)(rng_)];
     }
-    const std::string kind = round_.back();
-    round_.pop_back();
     if (kind.rfind("store:", 0) == 0) {
       // A fault that ends every client session (a PostgreSQL restart) waits
       // until no worker is frozen: the frozen worker's open transaction would

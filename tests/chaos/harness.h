@@ -23,7 +23,10 @@ struct RunOptions {
   // the store supports), or "none". A kind listed twice is injected twice as
   // often.
   std::string faults = "worker-kill,worker-stop,crash,store";
-  int fault_gap_ms = 700;    // mean time between two injected faults
+  int fault_gap_ms = 700;  // mean time between two injected faults
+  // Draw fault kinds in shuffled rounds (every kind once per round) instead
+  // of independently: a short run with slow faults still reaches every kind.
+  bool fault_rounds = false;
   double crash_rate = 0.02;  // per acquired delivery, with `crash` on
   // Per acquired delivery, with `worker-stop` on: the worker SIGSTOPs itself
   // between its effect and its completion (inside the open transaction of a

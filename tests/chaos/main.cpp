@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
                 "with worker-stop: chance a worker freezes itself between its effect and its completion, per acquired "
                 "delivery")
       ->capture_default_str();
+  r->add_flag("--fault-rounds", run.fault_rounds, "draw fault kinds in shuffled rounds, every kind once per round");
   r->add_option("--crash-rate", run.crash_rate, "chance a worker kills itself per acquired delivery")
       ->capture_default_str();
   r->add_option("--out", run.out, "keep the run in this (empty or new) directory");
