@@ -39,11 +39,14 @@ if(TARGET idem_sqlite)
   endfunction()
 
   # Short runs for CI (about a minute each); tools/chaos.sh runs long ones.
-  idem_add_chaos_run(chaos_sqlite --store sqlite --seconds 45 --seed 1201)
+  # --freeze-rate: workers also freeze themselves between effect and
+  # completion, so a run is sure to see stale completions fenced (a freeze from
+  # outside lands there only by chance; one loaded run saw none).
+  idem_add_chaos_run(chaos_sqlite --store sqlite --seconds 45 --seed 1201 --freeze-rate 0.015)
   idem_add_chaos_run(chaos_planted_bug --store sqlite --seconds 12 --seed 1202 --faults worker-stop
                      --planted-bug unfenced --expect-violation stale-write)
   if(TARGET idem_redis_test_support)
-    idem_add_chaos_run(chaos_redis --store redis --seconds 40 --seed 1203)
+    idem_add_chaos_run(chaos_redis --store redis --seconds 40 --seed 1203 --freeze-rate 0.015)
     # Failovers under load: claims, completions and failures wait for the
     # replica (wait_replicas=1), and a settled record is reported only once
     # the replica has it, so a failover loses nothing acknowledged
