@@ -856,7 +856,8 @@ Result<std::shared_ptr<Store>> PostgresStore::create(PostgresStoreOptions option
   auto core = std::make_shared<Core>();
   core->options = options;
   core->target = target;
-  core->breaker = std::make_shared<pg::CircuitBreaker>(options.circuit_breaker, options.on_circuit_change);
+  core->breaker =
+      std::make_shared<pg::CircuitBreaker>(pg::breaker_settings(options.circuit_breaker), options.on_circuit_change);
   core->tx_pool =
       std::make_shared<pg::TxPool>(options, target, sql::render(sql::kCompleteSql, options.schema), core->breaker);
   core->tx_pool->adopt(std::move(conn));

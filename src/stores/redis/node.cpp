@@ -40,7 +40,10 @@ Node::Node(StoreCore& core, RedisEndpoint endpoint, Open open, std::function<voi
     : core_(core),
       endpoint_(std::move(endpoint)),
       name_(endpoint_.host + ":" + std::to_string(endpoint_.port)),
-      breaker_(core.options().circuit_breaker, std::move(on_breaker_change)),
+      breaker_(breaker_settings(core.options().circuit_breaker),
+               [changed = std::move(on_breaker_change)](CircuitState) {
+                 if (changed) changed();
+               }),
       probe_(std::make_unique<ClockProbe>(*this)) {
   for (std::size_t i = 0; i < core.options().pool_size; ++i) {
     pool_.push_back(std::make_unique<Connection>(
